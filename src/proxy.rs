@@ -1,0 +1,350 @@
+//! The `ProxyHttp` implementation: phase wiring only; each hook delegates.
+//!
+//! ```text
+//!  client ──TLS──▶ request_filter ──────────────────────────────┐
+//!                  │ 1 normalize path (400 if ambiguous)         │ answered here:
+//!                  │ 2 gateway endpoints (/auth/*, JWKS)  ───────┤ endpoints, 400,
+//!                  │ 3 route match (404 if none)                 │ 401/302 denials,
+//!                  │ 4 public path? → forward without identity   │ 403
+//!                  │ 5 credential → token (cached) → session     │
+//!                  │   → activity → required_roles               │
+//!                  ▼                                             │
+//!                upstream_peer (route's resolved address)        │
+//!                  ▼                                             │
+//!                upstream_request_filter                         │
+//!                  │ normalized path, x-auth-* stripped,         │
+//!                  │ Connection defused, our cookies removed,    │
+//!                  │ Authorization dropped, X-Forwarded-*,       │
+//!                  │ identity injected                           │
+//!                  ▼                                             │
+//!                response_filter (renewed cookies, app logout)   │
+//!                  ▼                                             ▼
+//!                logging (metrics, deferred session end) ◀───────┘
+//! ```
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::app::State;
+use crate::auth::{self, Via};
+use crate::config::ActivityMode;
+use crate::error::{body, fixed, unauthorized, Reply};
+use crate::metrics;
+use crate::routes::{normalize_path, under};
+use crate::session::{DenyReason, EndReason, IssuedTokens, Live, SessionId};
+
+/// Upstream connect timeout: a dead upstream answers 502 quickly.
+const UPSTREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// An upstream that goes silent for this long mid-response is given up.
+const UPSTREAM_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long an idle pooled upstream connection is kept.
+const UPSTREAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub struct Gateway {
+    state: Arc<State>,
+    /// `X-Forwarded-Proto` when the peer is not a trusted proxy.
+    proto: &'static str,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<State>, proto: &'static str) -> Self {
+        Self { state, proto }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Public,
+    Denied,
+    Forbidden,
+    BadRequest,
+    UpstreamError,
+    /// The gateway's own endpoints (not counted in `requests_total`).
+    Own,
+    NotFound,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Public => "public",
+            Self::Denied => "denied",
+            Self::Forbidden => "forbidden",
+            Self::BadRequest | Self::NotFound => "bad_request",
+            Self::UpstreamError => "upstream_error",
+            Self::Own => "own",
+        }
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    outcome: Outcome,
+    route: Option<usize>,
+    /// The normalized path + query, forwarded as the request target.
+    target: String,
+    identity: Option<(SessionId, Live)>,
+    renewed: Option<Arc<IssuedTokens>>,
+    /// End this session after the response (logout paths, `X-Auth-Logout`).
+    end_after: Option<SessionId>,
+    client_ip: Option<IpAddr>,
+    peer_trusted: bool,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            outcome: Outcome::BadRequest,
+            route: None,
+            target: String::new(),
+            identity: None,
+            renewed: None,
+            end_after: None,
+            client_ip: None,
+            peer_trusted: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let st = &*self.state;
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let trusted = &st.config.server.trusted_proxies;
+        ctx.peer_trusted = peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p)));
+        ctx.client_ip = crate::headers::client_ip(session.req_header(), peer, trusted);
+
+        let req = session.req_header();
+        if req.method == http::Method::TRACE || req.method == http::Method::CONNECT {
+            ctx.outcome = Outcome::BadRequest;
+            fixed(405, body::METHOD_NOT_ALLOWED).send(session).await?;
+            return Ok(true);
+        }
+        let path = match normalize_path(req.uri.path()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(client = ?ctx.client_ip, error = %e, "Refused an ambiguous path.");
+                ctx.outcome = Outcome::BadRequest;
+                session.set_keepalive(None);
+                fixed(400, body::INVALID_REQUEST).send(session).await?;
+                return Ok(true);
+            }
+        };
+
+        if under(&path, &st.paths.prefix) || path == crate::config::JWKS_PATH {
+            ctx.outcome = Outcome::Own;
+            auth::endpoints::handle(st, session, &path, ctx.client_ip).await?;
+            return Ok(true);
+        }
+
+        let Some(route) = st.routes.find(&path) else {
+            ctx.outcome = Outcome::NotFound;
+            fixed(404, body::NOT_FOUND).send(session).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(route.index);
+        ctx.target = match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        if route.is_public(&path) {
+            ctx.outcome = Outcome::Public;
+            return Ok(false);
+        }
+
+        let started = Instant::now();
+        let navigation = auth::is_navigation(req);
+        let ignored = st.config.auth.activity_ignore_paths.iter().any(|p| under(&path, p));
+        let unsafe_method = auth::is_unsafe_method(&req.method);
+        let mode = route.activity();
+        let decision = auth::authenticate(st, req, |via| {
+            !ignored
+                && match (via, mode) {
+                    (Via::Bearer, _) => true,
+                    (Via::Cookie, ActivityMode::All) => true,
+                    (Via::Cookie, ActivityMode::None) => false,
+                    (Via::Cookie, ActivityMode::Interactive) => navigation || unsafe_method,
+                }
+        });
+        metrics::AUTH_DECISION.observe(started.elapsed().as_secs_f64());
+
+        let authed = match decision {
+            Ok(a) => a,
+            Err(reason) => {
+                ctx.outcome = Outcome::Denied;
+                deny(st, session, reason, navigation, &ctx.target).send(session).await?;
+                return Ok(true);
+            }
+        };
+        if !authed.live.roles.satisfies(&route.config.required_roles) {
+            ctx.outcome = Outcome::Forbidden;
+            let mut r = if navigation {
+                Reply::html(403, "<!doctype html><title>Forbidden</title><h1>Forbidden</h1><p>Your account lacks the role this page needs.</p>".into())
+            } else {
+                fixed(403, body::FORBIDDEN)
+            };
+            add_renewal_cookies(st, &mut r.headers, &authed.renewed);
+            r.send(session).await?;
+            return Ok(true);
+        }
+        if route.is_logout_path(&path) {
+            ctx.end_after = Some(authed.sid);
+        }
+        ctx.outcome = Outcome::Allowed;
+        ctx.renewed = authed.renewed;
+        ctx.identity = Some((authed.sid, authed.live));
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route
+            .and_then(|i| self.state.routes.get(i))
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let mut peer = HttpPeer::new(route.config.upstream, false, String::new());
+        peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
+        peer.options.read_timeout = Some(UPSTREAM_READ_TIMEOUT);
+        peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let st = &*self.state;
+        // Fail closed: a request that was not decided must never go out.
+        if !matches!(ctx.outcome, Outcome::Allowed | Outcome::Public) {
+            return Err(Error::new(ErrorType::InternalError));
+        }
+        let route = ctx
+            .route
+            .and_then(|i| st.routes.get(i))
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let uri: http::Uri = ctx.target.parse().map_err(|_| Error::new(ErrorType::InternalError))?;
+        up.set_uri(uri);
+        crate::headers::strip_reserved(up);
+        crate::headers::sanitize_connection(up, session.is_upgrade_req());
+        let c = &st.config.auth.cookie;
+        crate::headers::strip_cookies(up, [c.name.as_str(), c.refresh_name.as_str()]);
+        if !route.config.forward_authorization {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        crate::headers::set_forwarded(up, peer, ctx.peer_trusted, self.proto, &st.public_host);
+        match (&ctx.identity, ctx.outcome) {
+            (Some((_, live)), Outcome::Allowed) => crate::headers::inject_identity(up, live)?,
+            (None, Outcome::Public) => {}
+            _ => return Err(Error::new(ErrorType::InternalError)),
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let st = &*self.state;
+        let app_logout = resp
+            .headers
+            .get("x-auth-logout")
+            .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+        resp.remove_header("x-auth-logout");
+        if app_logout {
+            if let Some((sid, _)) = &ctx.identity {
+                ctx.end_after = Some(*sid);
+            }
+        }
+        if ctx.end_after.is_some() {
+            for c in auth::clearing_cookies(st) {
+                resp.append_header("set-cookie", c)?;
+            }
+        } else if let Some(t) = &ctx.renewed {
+            for c in auth::token_cookies(st, t) {
+                resp.append_header("set-cookie", c)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if code == 502 || e.esource() == &pingora::ErrorSource::Upstream {
+            ctx.outcome = Outcome::UpstreamError;
+        }
+        if code > 0 {
+            let body = match code {
+                502 => body::BAD_GATEWAY,
+                400 => body::INVALID_REQUEST,
+                _ => body::INTERNAL,
+            };
+            if let Err(err) = fixed(code, body).send(session).await {
+                tracing::debug!(error = %err, "Could not send the error response.");
+            }
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let st = &*self.state;
+        if let Some(sid) = ctx.end_after {
+            st.store.end(sid, EndReason::Logout);
+        }
+        let route = ctx.route.and_then(|i| st.routes.get(i));
+        if ctx.outcome == Outcome::UpstreamError {
+            if let Some(r) = route {
+                metrics::UPSTREAM_ERRORS.with_label_values(&[r.name()]).inc();
+                tracing::warn!(route = r.name(), error = ?e.map(|e| e.etype()), "Upstream request failed.");
+            }
+        }
+        if ctx.outcome != Outcome::Own {
+            let name = route.map_or("none", |r| r.name());
+            metrics::REQUESTS.with_label_values(&[name, ctx.outcome.label()]).inc();
+        }
+    }
+}
+
+/// The denial of SPEC §3: browsers are sent to the login page, everything
+/// else gets 401 JSON.
+fn deny(st: &State, session: &Session, reason: DenyReason, navigation: bool, target: &str) -> Reply {
+    if navigation {
+        let status = if session.req_header().method == http::Method::GET || session.req_header().method == http::Method::HEAD {
+            302
+        } else {
+            303
+        };
+        let loc = format!(
+            "{}?rd={}&reason={}",
+            st.paths.login,
+            crate::error::query_encode(target),
+            reason.as_str()
+        );
+        Reply::redirect(status, &loc)
+    } else {
+        unauthorized(reason)
+    }
+}
+
+fn add_renewal_cookies(st: &State, headers: &mut Vec<(&'static str, http::HeaderValue)>, renewed: &Option<Arc<IssuedTokens>>) {
+    if let Some(t) = renewed {
+        for c in auth::token_cookies(st, t) {
+            if let Ok(v) = http::HeaderValue::from_str(&c) {
+                headers.push(("set-cookie", v));
+            }
+        }
+    }
+}

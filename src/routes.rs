@@ -1,0 +1,288 @@
+//! Path normalization and the route table.
+//!
+//! [`normalize_path`] is the ONE function that turns a request path into the
+//! path that is both matched (routes, public paths, reserved paths) and
+//! forwarded upstream, so the gateway and the upstream can never disagree
+//! about which resource a request names (SPEC §3).
+//!
+//! Matching is deliberately asymmetric, so that every ambiguity fails closed:
+//! * a route (and its `required_roles`) matches case-insensitively and
+//!   ignores `;params` in segments, because legacy upstreams (IIS, Tomcat)
+//!   serve `/ADMIN` and `/admin;x` as `/admin`;
+//! * a public path matches exactly, so nothing becomes public by accident.
+
+use crate::config::{ActivityMode, RouteConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path is not in origin form")]
+    NotOriginForm,
+    #[error("the path holds an encoded slash, backslash, NUL or control character")]
+    Forbidden,
+    #[error("the path holds an invalid percent-encoding")]
+    BadEncoding,
+    #[error("the path climbs above the root")]
+    AboveRoot,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Normalizes a raw request path (without the query):
+/// * refuses raw `\`, control characters, non-ASCII, and `%2F`, `%5C`, `%00`
+///   or any other encoded control character;
+/// * decodes percent-encoded unreserved characters, upper-cases the others;
+/// * merges repeated slashes;
+/// * resolves `.` and `..` segments, also written `.;x` / `..;x` (Tomcat
+///   path parameters); `..` above the root is refused.
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotOriginForm);
+    }
+    // Decode pass.
+    let mut decoded = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                    (Some(h), Some(l)) => (h, l),
+                    _ => return Err(PathError::BadEncoding),
+                };
+                let v = h * 16 + l;
+                if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
+                    return Err(PathError::Forbidden);
+                }
+                if is_unreserved(v) {
+                    decoded.push(v as char);
+                } else {
+                    decoded.push('%');
+                    decoded.push(char::from(b"0123456789ABCDEF"[(v >> 4) as usize]));
+                    decoded.push(char::from(b"0123456789ABCDEF"[(v & 15) as usize]));
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Forbidden),
+            0..=0x20 | 0x7f..=0xff => return Err(PathError::Forbidden),
+            _ => {
+                decoded.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    // Segment pass.
+    let mut out: Vec<&str> = Vec::new();
+    let trailing_slash = decoded.ends_with('/');
+    let mut last_was_dot = false;
+    for seg in decoded.split('/').skip(1) {
+        last_was_dot = false;
+        if seg.is_empty() {
+            continue;
+        }
+        let name = seg.split(';').next().unwrap_or(seg);
+        if name == "." && (seg.len() == 1 || seg.as_bytes()[1] == b';') {
+            last_was_dot = true;
+            continue;
+        }
+        if name == ".." && (seg.len() == 2 || seg.as_bytes()[2] == b';') {
+            if out.pop().is_none() {
+                return Err(PathError::AboveRoot);
+            }
+            last_was_dot = true;
+            continue;
+        }
+        out.push(seg);
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || ((trailing_slash || last_was_dot) && !out.is_empty()) {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// `path` is `prefix` or below it, on a segment boundary, exactly.
+pub fn under(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+/// Route matching: segment-wise, ASCII case-insensitive, `;params` ignored.
+fn route_matches(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let mut want = prefix.split('/').skip(1);
+    let mut have = path.split('/').skip(1);
+    loop {
+        match (want.next(), have.next()) {
+            (None, _) => return true,
+            (Some(_), None) => return false,
+            (Some(w), Some(h)) => {
+                let h = h.split(';').next().unwrap_or(h);
+                if !w.eq_ignore_ascii_case(h) {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// A route ready for matching.
+#[derive(Debug)]
+pub struct Route {
+    pub index: usize,
+    pub config: RouteConfig,
+}
+
+impl Route {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn is_public(&self, path: &str) -> bool {
+        self.config.public_paths.iter().any(|p| under(path, p))
+    }
+
+    pub fn is_logout_path(&self, path: &str) -> bool {
+        self.config.logout_paths.iter().any(|p| under(path, p))
+    }
+
+    pub fn activity(&self) -> ActivityMode {
+        self.config.activity
+    }
+}
+
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(configs: &[RouteConfig]) -> Self {
+        Self {
+            routes: configs
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(index, config)| Route { index, config })
+                .collect(),
+        }
+    }
+
+    /// The first route whose prefix covers the normalized `path`.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| route_matches(path, &r.config.path_prefix))
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Route> {
+        self.routes.get(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_table() {
+        let ok = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("//a///b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/%61%62c", "/abc"),
+            ("/a/%2e%2E/b", "/b"),
+            ("/a/%2e/b", "/a/b"),
+            ("/a/.;x/b", "/a/b"),
+            ("/a/..;x/b", "/b"),
+            ("/public;x/../admin", "/admin"),
+            ("/a%20b", "/a%20b"),
+            ("/a%3fb", "/a%3Fb"),
+            ("/x/..", "/"),
+            ("/..a/b", "/..a/b"),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+        let bad = [
+            ("a/b", PathError::NotOriginForm),
+            ("*", PathError::NotOriginForm),
+            ("/a%2fb", PathError::Forbidden),
+            ("/a%2Fb", PathError::Forbidden),
+            ("/a%5cb", PathError::Forbidden),
+            ("/a\\b", PathError::Forbidden),
+            ("/a%00", PathError::Forbidden),
+            ("/a%0a", PathError::Forbidden),
+            ("/a\tb", PathError::Forbidden),
+            ("/a%zz", PathError::BadEncoding),
+            ("/a%2", PathError::BadEncoding),
+            ("/..", PathError::AboveRoot),
+            ("/a/../../b", PathError::AboveRoot),
+            ("/%2e%2e/x", PathError::AboveRoot),
+        ];
+        for (raw, want) in bad {
+            assert_eq!(normalize_path(raw), Err(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn normalization_is_idempotent() {
+        for raw in ["/a/./b/../c//d/", "/%7Euser/x%2e/y", "/a;b/..;c/d"] {
+            let once = normalize_path(raw).unwrap();
+            assert_eq!(normalize_path(&once).unwrap(), once, "{raw}");
+        }
+    }
+
+    fn route(name: &str, prefix: &str, public: &[&str]) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            path_prefix: prefix.into(),
+            upstream_url: "http://127.0.0.1:1".into(),
+            upstream: "127.0.0.1:1".parse().unwrap(),
+            public_paths: public.iter().map(|s| s.to_string()).collect(),
+            required_roles: vec![],
+            activity: ActivityMode::Interactive,
+            logout_paths: vec![],
+            forward_authorization: false,
+        }
+    }
+
+    #[test]
+    fn first_match_on_segment_boundary_fails_closed() {
+        let t = RouteTable::new(&[route("admin", "/admin", &[]), route("app", "/", &["/public"])]);
+        assert_eq!(t.find("/admin").unwrap().name(), "admin");
+        assert_eq!(t.find("/admin/x").unwrap().name(), "admin");
+        assert_eq!(t.find("/ADMIN/x").unwrap().name(), "admin");
+        assert_eq!(t.find("/admin;jsessionid=1/x").unwrap().name(), "admin");
+        assert_eq!(t.find("/administrator").unwrap().name(), "app");
+        let app = t.find("/public/x").unwrap();
+        assert!(app.is_public("/public/x") && app.is_public("/public"));
+        assert!(!app.is_public("/publicity") && !app.is_public("/PUBLIC/x") && !app.is_public("/public;x/y"));
+    }
+}
