@@ -36,17 +36,33 @@ impl ServeHttp for AdminApp {
         let req = session.req_header();
         let get = req.method == http::Method::GET || req.method == http::Method::HEAD;
         match (req.uri.path(), get) {
-            ("/metrics", true) => reply(200, "text/plain; version=0.0.4; charset=utf-8", crate::metrics::render()),
+            ("/metrics", true) => reply(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::render(),
+            ),
             ("/healthz", true) => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             ("/readyz", true) => {
                 // Keys and users are loaded before any listener starts and
                 // the memory store is always reachable: ready means serving.
                 let users = self.state.users().len();
                 let body = serde_json::json!({"status": "ready", "users": users, "sessions": self.state.store.len()});
-                reply(200, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+                reply(
+                    200,
+                    "application/json",
+                    serde_json::to_vec(&body).unwrap_or_default(),
+                )
             }
-            (_, false) => reply(405, "application/json", br#"{"error":"method_not_allowed"}"#.to_vec()),
-            _ => reply(404, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+            (_, false) => reply(
+                405,
+                "application/json",
+                br#"{"error":"method_not_allowed"}"#.to_vec(),
+            ),
+            _ => reply(
+                404,
+                "application/json",
+                br#"{"error":"not_found"}"#.to_vec(),
+            ),
         }
     }
 }

@@ -63,24 +63,42 @@ impl Assets {
         Self::read(config, true).map(|_| ())
     }
 
-    fn read(config: &Config, allow_demo_gaps: bool) -> Result<(Option<Keys>, Option<Users>), Problems> {
+    fn read(
+        config: &Config,
+        allow_demo_gaps: bool,
+    ) -> Result<(Option<Keys>, Option<Users>), Problems> {
         let mut c = Collector::new(&config.source);
         let demo = allow_demo_gaps && config.tls.generate_self_signed;
         if !(demo && !config.tls.cert.exists() && !config.tls.key.exists()) {
             check_tls(config, &mut c);
         }
         let jwt = &config.auth.jwt;
-        let key_will_be_made = demo && jwt.algorithm == crate::config::JwtAlgorithm::EdDSA && !jwt.signing_key.exists();
-        let keys = if key_will_be_made { None } else { Keys::load(jwt, &mut c) };
+        let key_will_be_made = demo
+            && jwt.algorithm == crate::config::JwtAlgorithm::EdDSA
+            && !jwt.signing_key.exists();
+        let keys = if key_will_be_made {
+            None
+        } else {
+            Keys::load(jwt, &mut c)
+        };
         let mut user_problems = Vec::new();
         let users = match Users::load(&config.auth.users_file) {
             Ok(u) if u.is_empty() => {
-                c.err("auth.users_file", format!("{} lists no users", config.auth.users_file.display()));
+                c.err(
+                    "auth.users_file",
+                    format!("{} lists no users", config.auth.users_file.display()),
+                );
                 None
             }
             Ok(u) => Some(u),
             Err(p) => {
-                c.err("auth.users_file", format!("{} is invalid (problems listed with its name)", config.auth.users_file.display()));
+                c.err(
+                    "auth.users_file",
+                    format!(
+                        "{} is invalid (problems listed with its name)",
+                        config.auth.users_file.display()
+                    ),
+                );
                 user_problems = p.0;
                 None
             }
@@ -131,7 +149,8 @@ pub fn prepare_demo_files(config: &Config) -> Result<(), String> {
     }
     let jwt = &config.auth.jwt;
     if jwt.algorithm == crate::config::JwtAlgorithm::EdDSA && !jwt.signing_key.exists() {
-        crate::keys::write_new(&jwt.signing_key, &crate::keys::ed25519_pkcs8_pem(), true).map_err(|e| e.to_string())?;
+        crate::keys::write_new(&jwt.signing_key, &crate::keys::ed25519_pkcs8_pem(), true)
+            .map_err(|e| e.to_string())?;
         tracing::warn!(key = %jwt.signing_key.display(), "Created a JWT signing key (demo only).");
     }
     Ok(())
@@ -194,6 +213,7 @@ impl State {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or("localhost")),
             None => url.host_str().unwrap_or("localhost").to_string(),
         };
+        crate::metrics::init_routes(config.routes.iter().map(|r| r.name.as_str()));
         Arc::new(State {
             keys: assets.keys,
             users: RwLock::new(Arc::new(assets.users)),
@@ -211,14 +231,18 @@ impl State {
     }
 
     pub fn users(&self) -> Arc<Users> {
-        self.users.read().map(|u| u.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.users
+            .read()
+            .map(|u| u.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// One sweep: due sessions ended, expired tokens and throttle windows dropped.
     pub fn sweep(&self) {
         self.store.sweep();
         let now_s = self.clock.now_s();
-        self.tokens.purge_expired(now_s, self.config.auth.jwt.leeway.as_secs());
+        self.tokens
+            .purge_expired(now_s, self.config.auth.jwt.leeway.as_secs());
         self.throttle.purge();
     }
 }
@@ -242,7 +266,10 @@ impl BackgroundService for Sweeper {
 /// Fails early, with a clear message, when a listen address is taken or
 /// not ours (pingora would otherwise fail inside a service thread).
 pub fn check_listen_addresses(config: &Config) -> Result<(), String> {
-    let mut addrs: Vec<(&str, SocketAddr)> = vec![("server.listen", config.server.listen), ("server.admin_listen", config.server.admin_listen)];
+    let mut addrs: Vec<(&str, SocketAddr)> = vec![
+        ("server.listen", config.server.listen),
+        ("server.admin_listen", config.server.admin_listen),
+    ];
     if let Some(a) = config.server.http_listen {
         addrs.push(("server.http_listen", a));
     }
@@ -251,7 +278,9 @@ pub fn check_listen_addresses(config: &Config) -> Result<(), String> {
     }
     for (key, addr) in addrs {
         if let Err(e) = TcpListener::bind(addr) {
-            return Err(format!("{key}: cannot listen on {addr}: {e} (is another authgate or program using it?)"));
+            return Err(format!(
+                "{key}: cannot listen on {addr}: {e} (is another authgate or program using it?)"
+            ));
         }
     }
     Ok(())
@@ -290,7 +319,10 @@ pub fn build_server(state: Arc<State>) -> Result<Server, String> {
         server.add_service(plain);
     }
 
-    let mut admin = Service::new("authgate admin".to_string(), crate::admin::AdminApp::new(state.clone()));
+    let mut admin = Service::new(
+        "authgate admin".to_string(),
+        crate::admin::AdminApp::new(state.clone()),
+    );
     admin.add_tcp(&cfg.server.admin_listen.to_string());
     server.add_service(admin);
 

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "authgate", version, about = "Reverse-proxy authentication gateway")]
+#[command(
+    name = "authgate",
+    version,
+    about = "Reverse-proxy authentication gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

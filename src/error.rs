@@ -24,11 +24,21 @@ pub const JS: &str = "text/javascript; charset=utf-8";
 
 impl Reply {
     pub fn new(status: u16) -> Self {
-        Self { status, content_type: None, headers: Vec::new(), body: Bytes::new() }
+        Self {
+            status,
+            content_type: None,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
     }
 
     pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
-        Self { status, content_type: Some(JSON), headers: Vec::new(), body: body.into() }
+        Self {
+            status,
+            content_type: Some(JSON),
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     pub fn json_value(status: u16, v: &serde_json::Value) -> Self {
@@ -36,7 +46,12 @@ impl Reply {
     }
 
     pub fn html(status: u16, body: String) -> Self {
-        Self { status, content_type: Some(HTML), headers: Vec::new(), body: body.into() }
+        Self {
+            status,
+            content_type: Some(HTML),
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     /// A redirect with no body.
@@ -124,7 +139,11 @@ pub fn unauthorized(reason: DenyReason) -> Reply {
 
 /// Percent-encodes a query parameter value (everything but unreserved).
 pub fn query_encode(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 

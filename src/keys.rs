@@ -46,8 +46,9 @@ fn pem(label: &str, der: &[u8]) -> String {
 
 /// A self-signed certificate for localhost and 127.0.0.1: (cert PEM, key PEM).
 pub fn self_signed_tls() -> Result<(String, String), KeyError> {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .map_err(|e| KeyError::Cert(e.to_string()))?;
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| KeyError::Cert(e.to_string()))?;
     Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
 }
 
@@ -58,7 +59,9 @@ pub fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(), KeyErr
         std::fs::create_dir_all(dir).map_err(|e| KeyError::Write(dir.to_path_buf(), e))?;
     }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true).mode(if secret { 0o600 } else { 0o644 });
+    opts.write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 });
     let mut f = opts.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             KeyError::Exists(path.to_path_buf())
@@ -66,12 +69,17 @@ pub fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(), KeyErr
             KeyError::Write(path.to_path_buf(), e)
         }
     })?;
-    f.write_all(contents.as_bytes()).map_err(|e| KeyError::Write(path.to_path_buf(), e))
+    f.write_all(contents.as_bytes())
+        .map_err(|e| KeyError::Write(path.to_path_buf(), e))
 }
 
 /// `authgate gen-keys --dir DIR`: all three files or none.
 pub fn gen_keys(dir: &Path) -> Result<Vec<PathBuf>, KeyError> {
-    let files = [dir.join(TLS_CERT_FILE), dir.join(TLS_KEY_FILE), dir.join(JWT_KEY_FILE)];
+    let files = [
+        dir.join(TLS_CERT_FILE),
+        dir.join(TLS_KEY_FILE),
+        dir.join(JWT_KEY_FILE),
+    ];
     if let Some(existing) = files.iter().find(|p| p.exists()) {
         return Err(KeyError::Exists(existing.clone()));
     }
@@ -93,7 +101,10 @@ mod tests {
         let files = gen_keys(dir.path()).unwrap();
         assert_eq!(files.len(), 3);
         for f in &files[1..] {
-            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         assert!(matches!(gen_keys(dir.path()), Err(KeyError::Exists(_))));
         let certs = pingora::tls::load_certs_and_key_files(

@@ -39,7 +39,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Whoami { listen } => {
-            if let Err(e) = listen.parse::<std::net::SocketAddr>().map_err(|e| e.to_string()).and_then(|a| std::net::TcpListener::bind(a).map(drop).map_err(|e| e.to_string())) {
+            if let Err(e) = listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| e.to_string())
+                .and_then(|a| {
+                    std::net::TcpListener::bind(a)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            {
                 eprintln!("authgate whoami: cannot listen on {listen}: {e}");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
@@ -51,7 +59,10 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("AUTHGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

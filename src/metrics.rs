@@ -8,9 +8,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_int_counter, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Encoder, Histogram, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    TextEncoder,
 };
 
 // Registration can only fail on a duplicate or malformed name, which is a
@@ -136,6 +136,23 @@ pub fn init() {
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&CONFIG_RELOAD_ERRORS);
     LazyLock::force(&REQUESTS);
+}
+
+/// Creates the per-route series so they show (as 0) before the first request.
+pub fn init_routes<'a>(names: impl Iterator<Item = &'a str>) {
+    for name in names {
+        UPSTREAM_ERRORS.with_label_values(&[name]);
+        for outcome in [
+            "allowed",
+            "public",
+            "denied",
+            "forbidden",
+            "bad_request",
+            "upstream_error",
+        ] {
+            REQUESTS.with_label_values(&[name, outcome]);
+        }
+    }
 }
 
 /// The Prometheus text exposition of the default registry.

@@ -119,7 +119,10 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let st = &*self.state;
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let trusted = &st.config.server.trusted_proxies;
         ctx.peer_trusted = peer.is_some_and(|p| trusted.iter().any(|n| n.contains(&p)));
         ctx.client_ip = crate::headers::client_ip(session.req_header(), peer, trusted);
@@ -164,7 +167,12 @@ impl ProxyHttp for Gateway {
 
         let started = Instant::now();
         let navigation = auth::is_navigation(req);
-        let ignored = st.config.auth.activity_ignore_paths.iter().any(|p| under(&path, p));
+        let ignored = st
+            .config
+            .auth
+            .activity_ignore_paths
+            .iter()
+            .any(|p| under(&path, p));
         let unsafe_method = auth::is_unsafe_method(&req.method);
         let mode = route.activity();
         let decision = auth::authenticate(st, req, |via| {
@@ -182,7 +190,9 @@ impl ProxyHttp for Gateway {
             Ok(a) => a,
             Err(reason) => {
                 ctx.outcome = Outcome::Denied;
-                deny(st, session, reason, navigation, &ctx.target).send(session).await?;
+                deny(st, session, reason, navigation, &ctx.target)
+                    .send(session)
+                    .await?;
                 return Ok(true);
             }
         };
@@ -218,7 +228,12 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let st = &*self.state;
         // Fail closed: a request that was not decided must never go out.
         if !matches!(ctx.outcome, Outcome::Allowed | Outcome::Public) {
@@ -228,7 +243,10 @@ impl ProxyHttp for Gateway {
             .route
             .and_then(|i| st.routes.get(i))
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let uri: http::Uri = ctx.target.parse().map_err(|_| Error::new(ErrorType::InternalError))?;
+        let uri: http::Uri = ctx
+            .target
+            .parse()
+            .map_err(|_| Error::new(ErrorType::InternalError))?;
         up.set_uri(uri);
         crate::headers::strip_reserved(up);
         crate::headers::sanitize_connection(up, session.is_upgrade_req());
@@ -237,7 +255,10 @@ impl ProxyHttp for Gateway {
         if !route.config.forward_authorization {
             up.remove_header(&http::header::AUTHORIZATION);
         }
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         crate::headers::set_forwarded(up, peer, ctx.peer_trusted, self.proto, &st.public_host);
         match (&ctx.identity, ctx.outcome) {
             (Some((_, live)), Outcome::Allowed) => crate::headers::inject_identity(up, live)?,
@@ -247,7 +268,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let st = &*self.state;
         let app_logout = resp
             .headers
@@ -296,7 +322,10 @@ impl ProxyHttp for Gateway {
                 tracing::debug!(error = %err, "Could not send the error response.");
             }
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
@@ -307,22 +336,34 @@ impl ProxyHttp for Gateway {
         let route = ctx.route.and_then(|i| st.routes.get(i));
         if ctx.outcome == Outcome::UpstreamError {
             if let Some(r) = route {
-                metrics::UPSTREAM_ERRORS.with_label_values(&[r.name()]).inc();
+                metrics::UPSTREAM_ERRORS
+                    .with_label_values(&[r.name()])
+                    .inc();
                 tracing::warn!(route = r.name(), error = ?e.map(|e| e.etype()), "Upstream request failed.");
             }
         }
         if ctx.outcome != Outcome::Own {
             let name = route.map_or("none", |r| r.name());
-            metrics::REQUESTS.with_label_values(&[name, ctx.outcome.label()]).inc();
+            metrics::REQUESTS
+                .with_label_values(&[name, ctx.outcome.label()])
+                .inc();
         }
     }
 }
 
 /// The denial of SPEC §3: browsers are sent to the login page, everything
 /// else gets 401 JSON.
-fn deny(st: &State, session: &Session, reason: DenyReason, navigation: bool, target: &str) -> Reply {
+fn deny(
+    st: &State,
+    session: &Session,
+    reason: DenyReason,
+    navigation: bool,
+    target: &str,
+) -> Reply {
     if navigation {
-        let status = if session.req_header().method == http::Method::GET || session.req_header().method == http::Method::HEAD {
+        let status = if session.req_header().method == http::Method::GET
+            || session.req_header().method == http::Method::HEAD
+        {
             302
         } else {
             303
@@ -339,7 +380,11 @@ fn deny(st: &State, session: &Session, reason: DenyReason, navigation: bool, tar
     }
 }
 
-fn add_renewal_cookies(st: &State, headers: &mut Vec<(&'static str, http::HeaderValue)>, renewed: &Option<Arc<IssuedTokens>>) {
+fn add_renewal_cookies(
+    st: &State,
+    headers: &mut Vec<(&'static str, http::HeaderValue)>,
+    renewed: &Option<Arc<IssuedTokens>>,
+) {
     if let Some(t) = renewed {
         for c in auth::token_cookies(st, t) {
             if let Ok(v) = http::HeaderValue::from_str(&c) {

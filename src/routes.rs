@@ -57,7 +57,10 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         let b = bytes[i];
         match b {
             b'%' => {
-                let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                let (h, l) = match (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) {
                     (Some(h), Some(l)) => (h, l),
                     _ => return Err(PathError::BadEncoding),
                 };
@@ -189,7 +192,9 @@ impl RouteTable {
 
     /// The first route whose prefix covers the normalized `path`.
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| route_matches(path, &r.config.path_prefix))
+        self.routes
+            .iter()
+            .find(|r| route_matches(path, &r.config.path_prefix))
     }
 
     pub fn get(&self, index: usize) -> Option<&Route> {
@@ -275,7 +280,10 @@ mod tests {
 
     #[test]
     fn first_match_on_segment_boundary_fails_closed() {
-        let t = RouteTable::new(&[route("admin", "/admin", &[]), route("app", "/", &["/public"])]);
+        let t = RouteTable::new(&[
+            route("admin", "/admin", &[]),
+            route("app", "/", &["/public"]),
+        ]);
         assert_eq!(t.find("/admin").unwrap().name(), "admin");
         assert_eq!(t.find("/admin/x").unwrap().name(), "admin");
         assert_eq!(t.find("/ADMIN/x").unwrap().name(), "admin");
@@ -283,6 +291,10 @@ mod tests {
         assert_eq!(t.find("/administrator").unwrap().name(), "app");
         let app = t.find("/public/x").unwrap();
         assert!(app.is_public("/public/x") && app.is_public("/public"));
-        assert!(!app.is_public("/publicity") && !app.is_public("/PUBLIC/x") && !app.is_public("/public;x/y"));
+        assert!(
+            !app.is_public("/publicity")
+                && !app.is_public("/PUBLIC/x")
+                && !app.is_public("/public;x/y")
+        );
     }
 }

@@ -21,7 +21,12 @@ impl ServeHttp for Whoami {
         let headers: Vec<(String, String)> = req
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let method = req.method.to_string();
         let path = req.uri.path().to_string();
@@ -33,7 +38,10 @@ impl ServeHttp for Whoami {
                 break;
             }
         }
-        let user = headers.iter().find(|(k, _)| k == "x-auth-user").map(|(_, v)| v.clone());
+        let user = headers
+            .iter()
+            .find(|(k, _)| k == "x-auth-user")
+            .map(|(_, v)| v.clone());
         let body = serde_json::to_vec_pretty(&json!({
             "method": method,
             "path": path,

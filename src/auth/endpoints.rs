@@ -50,7 +50,12 @@ pub fn classify(st: &State, path: &str) -> Endpoint {
 }
 
 /// Answers a request to one of the gateway's own paths.
-pub async fn handle(st: &State, session: &mut Session, path: &str, client_ip: Option<IpAddr>) -> pingora::Result<()> {
+pub async fn handle(
+    st: &State,
+    session: &mut Session,
+    path: &str,
+    client_ip: Option<IpAddr>,
+) -> pingora::Result<()> {
     let method = session.req_header().method.clone();
     use http::Method;
     let reply = match (classify(st, path), method) {
@@ -60,10 +65,16 @@ pub async fn handle(st: &State, session: &mut Session, path: &str, client_ip: Op
         (Endpoint::Logout, Method::GET | Method::HEAD) => super::login_page::logout_page(st),
         (Endpoint::Session, Method::GET | Method::HEAD) => session_info(st, session),
         (Endpoint::Activity, Method::POST) => activity(st, session),
-        (Endpoint::Login, Method::GET | Method::HEAD) => super::login_page::login_page(st, session.req_header()),
-        (Endpoint::Jwks, Method::GET | Method::HEAD) => Reply::json(200, Bytes::copy_from_slice(st.keys.jwks_json())),
+        (Endpoint::Login, Method::GET | Method::HEAD) => {
+            super::login_page::login_page(st, session.req_header())
+        }
+        (Endpoint::Jwks, Method::GET | Method::HEAD) => {
+            Reply::json(200, Bytes::copy_from_slice(st.keys.jwks_json()))
+        }
         (Endpoint::Unknown, _) => fixed(404, body::NOT_FOUND),
-        (Endpoint::Signin | Endpoint::Refresh | Endpoint::Activity, _) => fixed(405, body::METHOD_NOT_ALLOWED).with("allow", "POST"),
+        (Endpoint::Signin | Endpoint::Refresh | Endpoint::Activity, _) => {
+            fixed(405, body::METHOD_NOT_ALLOWED).with("allow", "POST")
+        }
         (Endpoint::Logout, _) => fixed(405, body::METHOD_NOT_ALLOWED).with("allow", "GET, POST"),
         (_, _) => fixed(405, body::METHOD_NOT_ALLOWED).with("allow", "GET"),
     };
@@ -83,7 +94,12 @@ enum BodyError {
 }
 
 fn body_kind(session: &Session) -> Option<BodyKind> {
-    let ct = session.req_header().headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    let ct = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime.eq_ignore_ascii_case("application/json") {
         Some(BodyKind::Json)
@@ -108,7 +124,11 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, BodyError> {
     }
     let mut buf = Vec::new();
     let read = async {
-        while let Some(chunk) = session.read_request_body().await.map_err(|_| BodyError::Read)? {
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|_| BodyError::Read)?
+        {
             if buf.len() + chunk.len() > MAX_BODY {
                 return Err(BodyError::TooLarge);
             }
@@ -135,7 +155,10 @@ async fn read_typed_body(session: &mut Session) -> Result<(BodyKind, Vec<u8>), R
         session.set_keepalive(None);
         return Err(map_body_error(BodyError::Unsupported));
     };
-    read_body(session).await.map(|b| (kind, b)).map_err(map_body_error)
+    read_body(session)
+        .await
+        .map(|b| (kind, b))
+        .map_err(map_body_error)
 }
 
 fn map_body_error(e: BodyError) -> Reply {
@@ -179,7 +202,13 @@ fn parse_signin(kind: BodyKind, bytes: &[u8]) -> Option<SigninRequest> {
                 Some("cookie") => Delivery::Cookie,
                 Some(_) => return None,
             };
-            Some(SigninRequest { username: j.username, password: j.password, delivery, form: false, rd: None })
+            Some(SigninRequest {
+                username: j.username,
+                password: j.password,
+                delivery,
+                form: false,
+                rd: None,
+            })
         }
         BodyKind::Form => {
             let (mut username, mut password, mut rd) = (None, None, None);
@@ -191,7 +220,13 @@ fn parse_signin(kind: BodyKind, bytes: &[u8]) -> Option<SigninRequest> {
                     _ => {}
                 }
             }
-            Some(SigninRequest { username: username?, password: password?, delivery: Delivery::Cookie, form: true, rd })
+            Some(SigninRequest {
+                username: username?,
+                password: password?,
+                delivery: Delivery::Cookie,
+                form: true,
+                rd,
+            })
         }
     }
 }
@@ -204,7 +239,11 @@ async fn signin(st: &State, session: &mut Session, client_ip: Option<IpAddr>) ->
     reply
 }
 
-async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAddr>) -> (Reply, &'static str) {
+async fn signin_inner(
+    st: &State,
+    session: &mut Session,
+    client_ip: Option<IpAddr>,
+) -> (Reply, &'static str) {
     let (kind, bytes) = match read_typed_body(session).await {
         Ok(b) => b,
         Err(r) => return (r, "bad_request"),
@@ -232,7 +271,10 @@ async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAdd
 
     let users = st.users();
     let user = users.get(&req.username);
-    let verified = st.verifier.verify(user.map(|u| u.password_hash.as_str()), &req.password).await;
+    let verified = st
+        .verifier
+        .verify(user.map(|u| u.password_hash.as_str()), &req.password)
+        .await;
     let ok = match verified {
         Ok(ok) => ok,
         Err(VerifyError::Busy) => {
@@ -245,7 +287,10 @@ async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAdd
         _ => {
             st.throttle.record_failure(&req.username, client_ip);
             tracing::info!(client = ?client_ip, "Signin refused: invalid credentials.");
-            return (fail("invalid_credentials", fixed(401, body::INVALID_CREDENTIALS)), "invalid_credentials");
+            return (
+                fail("invalid_credentials", fixed(401, body::INVALID_CREDENTIALS)),
+                "invalid_credentials",
+            );
         }
     };
     st.throttle.record_success(&req.username, client_ip);
@@ -261,12 +306,22 @@ async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAdd
         Ok(c) => c,
         Err(CreateError::SessionActive { retry_after }) => {
             tracing::info!(user = %user.username, "Signin refused: a session is already active.");
-            let r = Reply::json_value(409, &json!({"error": "session_active", "retry_after": retry_after}))
-                .with("retry-after", retry_after.to_string());
+            let r = Reply::json_value(
+                409,
+                &json!({"error": "session_active", "retry_after": retry_after}),
+            )
+            .with("retry-after", retry_after.to_string());
             return (fail("session_active", r), "session_active");
         }
     };
-    let access = match super::sign_access(st, created.id, &user.username, &user.roles.list, created.now_s, created.expires_at) {
+    let access = match super::sign_access(
+        st,
+        created.id,
+        &user.username,
+        &user.roles.list,
+        created.now_s,
+        created.expires_at,
+    ) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "Signing an access token failed.");
@@ -275,7 +330,11 @@ async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAdd
         }
     };
     tracing::info!(user = %user.username, session = %created.id.digest(), client = ?client_ip, "Signin succeeded.");
-    let tokens = IssuedTokens { access_token: access, refresh_token: created.refresh_token, expires_at: created.expires_at };
+    let tokens = IssuedTokens {
+        access_token: access,
+        refresh_token: created.refresh_token,
+        expires_at: created.expires_at,
+    };
 
     if req.form {
         let target = safe_redirect(st, req.rd.as_deref());
@@ -285,7 +344,16 @@ async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAdd
         }
         return (r, "success");
     }
-    let mut r = Reply::json_value(200, &token_body(st, &tokens, created.now_s, req.delivery != Delivery::Cookie, true));
+    let mut r = Reply::json_value(
+        200,
+        &token_body(
+            st,
+            &tokens,
+            created.now_s,
+            req.delivery != Delivery::Cookie,
+            true,
+        ),
+    );
     if req.delivery != Delivery::Body {
         for c in super::token_cookies(st, &tokens) {
             r.header("set-cookie", c);
@@ -294,7 +362,13 @@ async fn signin_inner(st: &State, session: &mut Session, client_ip: Option<IpAdd
     (r.with("pragma", "no-cache"), "success")
 }
 
-fn token_body(st: &State, t: &IssuedTokens, now_s: u64, with_access: bool, with_refresh: bool) -> serde_json::Value {
+fn token_body(
+    st: &State,
+    t: &IssuedTokens,
+    now_s: u64,
+    with_access: bool,
+    with_refresh: bool,
+) -> serde_json::Value {
     let mut v = json!({
         "token_type": "Bearer",
         "expires_in": t.expires_at.saturating_sub(now_s),
@@ -326,7 +400,9 @@ pub fn safe_redirect(st: &State, rd: Option<&str>) -> String {
 }
 
 pub fn safe_redirect_for(base: &url::Url, rd: Option<&str>) -> String {
-    let Some(rd) = rd.filter(|r| !r.is_empty()) else { return "/".into() };
+    let Some(rd) = rd.filter(|r| !r.is_empty()) else {
+        return "/".into();
+    };
     match base.join(rd) {
         Ok(u) if u.origin() == base.origin() => {
             let mut s = u.path().to_string();
@@ -346,7 +422,9 @@ struct RefreshJson {
 }
 
 async fn refresh(st: &State, session: &mut Session) -> Reply {
-    let from_cookie = crate::headers::cookie(session.req_header(), &st.config.auth.cookie.refresh_name).map(str::to_string);
+    let from_cookie =
+        crate::headers::cookie(session.req_header(), &st.config.auth.cookie.refresh_name)
+            .map(str::to_string);
     let has_body = body_kind(session) == Some(BodyKind::Json);
     let from_body = if has_body {
         match read_body(session).await {
@@ -374,7 +452,8 @@ async fn refresh(st: &State, session: &mut Session) -> Reply {
                 metrics::REFRESH.with_label_values(&["success"]).inc();
             }
             let now_s = st.clock.now_s();
-            let mut r = Reply::json_value(200, &token_body(st, &tokens, now_s, true, !via_cookie)).with("pragma", "no-cache");
+            let mut r = Reply::json_value(200, &token_body(st, &tokens, now_s, true, !via_cookie))
+                .with("pragma", "no-cache");
             if via_cookie {
                 for c in super::token_cookies(st, &tokens) {
                     r.header("set-cookie", c);
@@ -383,7 +462,11 @@ async fn refresh(st: &State, session: &mut Session) -> Reply {
             r
         }
         Err(e) => {
-            let label = if e == GrantError::Reuse { "reuse" } else { "invalid_grant" };
+            let label = if e == GrantError::Reuse {
+                "reuse"
+            } else {
+                "invalid_grant"
+            };
             metrics::REFRESH.with_label_values(&[label]).inc();
             grant_error(e)
         }
@@ -391,7 +474,10 @@ async fn refresh(st: &State, session: &mut Session) -> Reply {
 }
 
 fn grant_error(e: GrantError) -> Reply {
-    Reply::json_value(401, &json!({"error": "invalid_grant", "reason": e.reason()}))
+    Reply::json_value(
+        401,
+        &json!({"error": "invalid_grant", "reason": e.reason()}),
+    )
 }
 
 async fn logout(st: &State, session: &mut Session) -> Reply {
@@ -405,10 +491,14 @@ async fn logout(st: &State, session: &mut Session) -> Reply {
     let mut body_refresh = None;
     match kind {
         Some(BodyKind::Form) => {
-            rd = form_urlencoded::parse(&bytes).find(|(k, _)| k == "rd").map(|(_, v)| v.into_owned());
+            rd = form_urlencoded::parse(&bytes)
+                .find(|(k, _)| k == "rd")
+                .map(|(_, v)| v.into_owned());
         }
         Some(BodyKind::Json) => {
-            body_refresh = serde_json::from_slice::<RefreshJson>(&bytes).ok().map(|j| j.refresh_token);
+            body_refresh = serde_json::from_slice::<RefreshJson>(&bytes)
+                .ok()
+                .map(|j| j.refresh_token);
         }
         None => {}
     }
@@ -515,10 +605,23 @@ mod tests {
     #[test]
     fn signin_bodies() {
         assert!(parse_signin(BodyKind::Json, br#"{"username":"a","password":"b"}"#).is_some());
-        for bad in [&br#"{"username": "alice", "password": "#[..], b"not json", br#"["alice"]"#, br#"{"username": 1}"#, br#"{"username":"a","password":"b","delivery":"x"}"#] {
-            assert!(parse_signin(BodyKind::Json, bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &br#"{"username": "alice", "password": "#[..],
+            b"not json",
+            br#"["alice"]"#,
+            br#"{"username": 1}"#,
+            br#"{"username":"a","password":"b","delivery":"x"}"#,
+        ] {
+            assert!(
+                parse_signin(BodyKind::Json, bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let f = parse_signin(BodyKind::Form, b"username=a&password=b%26c&rd=%2Fx").unwrap();
-        assert_eq!((f.password.as_str(), f.rd.as_deref(), f.delivery), ("b&c", Some("/x"), Delivery::Cookie));
+        assert_eq!(
+            (f.password.as_str(), f.rd.as_deref(), f.delivery),
+            ("b&c", Some("/x"), Delivery::Cookie)
+        );
     }
 }

@@ -79,7 +79,10 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("alg", &self.alg).field("kid", &self.kid).finish()
+        f.debug_struct("Keys")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish()
     }
 }
 
@@ -94,7 +97,10 @@ impl Keys {
                 let secret = match std::fs::read(path) {
                     Ok(s) => s,
                     Err(e) => {
-                        c.err("auth.jwt.secret_file", format!("cannot read {}: {e}", path.display()));
+                        c.err(
+                            "auth.jwt.secret_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        );
                         return None;
                     }
                 };
@@ -115,7 +121,13 @@ impl Keys {
                 let pem = match std::fs::read(path) {
                     Ok(p) => p,
                     Err(e) => {
-                        c.err("auth.jwt.signing_key", format!("cannot read {}: {e} (create one with `authgate gen-keys`)", path.display()));
+                        c.err(
+                            "auth.jwt.signing_key",
+                            format!(
+                                "cannot read {}: {e} (create one with `authgate gen-keys`)",
+                                path.display()
+                            ),
+                        );
                         return None;
                     }
                 };
@@ -263,22 +275,27 @@ fn signing_pair(
     alg: Algorithm,
     pem: &[u8],
 ) -> Result<(EncodingKey, DecodingKey, Jwk), String> {
-    let bad = |what: &str| format!("not a PEM {what} private key (create one with `authgate gen-keys`)");
+    let bad =
+        |what: &str| format!("not a PEM {what} private key (create one with `authgate gen-keys`)");
     match algorithm {
         JwtAlgorithm::EdDSA => {
             let enc = EncodingKey::from_ed_pem(pem).map_err(|_| bad("Ed25519 (PKCS#8)"))?;
             // ring reads both PKCS#8 v1 (openssl) and v2 (ring, rcgen) documents.
             let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(enc.as_bytes())
                 .map_err(|_| bad("Ed25519 (PKCS#8)"))?;
-            let public = ring::signature::KeyPair::public_key(&pair).as_ref().to_vec();
+            let public = ring::signature::KeyPair::public_key(&pair)
+                .as_ref()
+                .to_vec();
             let dec = DecodingKey::from_ed_der(&public);
-            let jwk = Jwk::from_decoding_key(&dec, Some(alg)).map_err(|e| format!("unusable Ed25519 key: {e}"))?;
+            let jwk = Jwk::from_decoding_key(&dec, Some(alg))
+                .map_err(|e| format!("unusable Ed25519 key: {e}"))?;
             Ok((enc, dec, jwk))
         }
         JwtAlgorithm::ES256 => {
             let enc = EncodingKey::from_ec_pem(pem).map_err(|_| bad("P-256 (PKCS#8)"))?;
             let jwk = Jwk::from_encoding_key(&enc, alg).map_err(|_| bad("P-256 (PKCS#8)"))?;
-            let dec = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable P-256 key: {e}"))?;
+            let dec =
+                DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable P-256 key: {e}"))?;
             Ok((enc, dec, jwk))
         }
         JwtAlgorithm::RS256 => {
@@ -456,7 +473,8 @@ pub(crate) mod tests {
         let (v, c) = keys.verify(&t).unwrap();
         assert_eq!(v.sid, sid);
         assert_eq!(c.sub, "demo");
-        let header: serde_json::Value = serde_json::from_slice(&B64.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&B64.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(header["typ"], "at+jwt");
         assert_eq!(header["kid"].as_str(), keys.kid());
 
@@ -469,7 +487,10 @@ pub(crate) mod tests {
         for bad in ["", "a.b", "a.b.c.d", "a..c", "a.b.c d", "é.b.c"] {
             assert!(keys.verify(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(keys.verify(&"a".repeat(MAX_TOKEN_LEN + 1)), Err(TokenError::Malformed));
+        assert_eq!(
+            keys.verify(&"a".repeat(MAX_TOKEN_LEN + 1)),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]
@@ -489,19 +510,36 @@ pub(crate) mod tests {
             r#"{"alg":"EdDSA","typ":"at+jwt","jku":"http://evil/"}"#,
             r#"{"alg":"EdDSA","typ":"at+jwt","kid":"unknown"}"#,
         ] {
-            let t = format!("{}.{}.{}", B64.encode(header), payload, good.split('.').nth(2).unwrap());
+            let t = format!(
+                "{}.{}.{}",
+                B64.encode(header),
+                payload,
+                good.split('.').nth(2).unwrap()
+            );
             assert!(keys.verify(&t).is_err(), "{header} accepted");
         }
         // HS256 key confusion: sign with the public key bytes as a secret.
         let mut hs = Header::new(Algorithm::HS256);
         hs.typ = Some("at+jwt".into());
-        let forged = jsonwebtoken::encode(&hs, &claims(sid), &EncodingKey::from_secret(keys.jwks_json()).unwrap()).unwrap();
+        let forged = jsonwebtoken::encode(
+            &hs,
+            &claims(sid),
+            &EncodingKey::from_secret(keys.jwks_json()).unwrap(),
+        )
+        .unwrap();
         assert!(keys.verify(&forged).is_err());
 
         for (field, value) in [("iss", "other"), ("aud", "other")] {
             let mut c = claims(sid);
-            if field == "iss" { c.iss = value.into() } else { c.aud = value.into() }
-            assert!(keys.verify(&keys.sign(&c).unwrap()).is_err(), "{field} accepted");
+            if field == "iss" {
+                c.iss = value.into()
+            } else {
+                c.aud = value.into()
+            }
+            assert!(
+                keys.verify(&keys.sign(&c).unwrap()).is_err(),
+                "{field} accepted"
+            );
         }
     }
 
@@ -513,7 +551,10 @@ pub(crate) mod tests {
         let f = dir.path().join("s");
         cfg.secret_file = Some(f.clone());
         std::fs::write(&f, "short-secret\n").unwrap();
-        assert!(Keys::load_or_err(&cfg).unwrap_err().to_string().contains("weak secret"));
+        assert!(Keys::load_or_err(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("weak secret"));
         std::fs::write(&f, [b'a'; 64]).unwrap();
         assert!(Keys::load_or_err(&cfg).is_err());
         std::fs::write(&f, random_bytes::<48>()).unwrap();
@@ -526,7 +567,11 @@ pub(crate) mod tests {
     #[test]
     fn cache_hits_only_the_exact_token() {
         let cache = TokenCache::default();
-        let v = Verified { sid: SessionId::random(), nbf: 1, exp: 100 };
+        let v = Verified {
+            sid: SessionId::random(),
+            nbf: 1,
+            exp: 100,
+        };
         cache.insert("aaa.bbb.ccc", v);
         assert_eq!(cache.get("aaa.bbb.ccc"), Some(v));
         assert_eq!(cache.get("aaa.bbb.ccd"), None);

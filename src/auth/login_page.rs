@@ -61,11 +61,20 @@ pub fn login_page(st: &State, req: &RequestHeader) -> Reply {
     let mut notes = String::new();
     if let Some(t) = query_param(req, "error").as_deref().and_then(error_text) {
         notes.push_str(&format!("<p class=\"msg err\" role=\"alert\">{t}</p>"));
-    } else if let Some(t) = query_param(req, "reason").as_deref().and_then(DenyReason::parse).and_then(reason_text) {
+    } else if let Some(t) = query_param(req, "reason")
+        .as_deref()
+        .and_then(DenyReason::parse)
+        .and_then(reason_text)
+    {
         notes.push_str(&format!("<p class=\"msg\" role=\"status\">{t}</p>"));
     }
     let rd_field = rd
-        .map(|rd| format!("<input type=\"hidden\" name=\"rd\" value=\"{}\">", html_escape(&rd)))
+        .map(|rd| {
+            format!(
+                "<input type=\"hidden\" name=\"rd\" value=\"{}\">",
+                html_escape(&rd)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         "<h1>Sign in</h1>{notes}<form method=\"post\" action=\"{action}\">{rd_field}\

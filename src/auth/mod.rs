@@ -53,7 +53,10 @@ pub fn is_navigation(req: &RequestHeader) -> bool {
 }
 
 pub fn is_unsafe_method(m: &http::Method) -> bool {
-    !matches!(*m, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS)
+    !matches!(
+        *m,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
 }
 
 /// Signature and claims of `token`, from the cache when this exact token was
@@ -87,7 +90,11 @@ pub struct Authed {
 
 /// The per-request decision (SPEC §3, §4). `activity` says whether this
 /// request counts as activity (decided by the caller from the route mode).
-pub fn authenticate(st: &State, req: &RequestHeader, activity: impl Fn(Via) -> bool) -> Result<Authed, DenyReason> {
+pub fn authenticate(
+    st: &State,
+    req: &RequestHeader,
+    activity: impl Fn(Via) -> bool,
+) -> Result<Authed, DenyReason> {
     let (token, via) = credential(req, &st.config.auth.cookie.name).ok_or(DenyReason::Missing)?;
     let v = verify_token(st, token)?;
     let now_s = st.clock.now_s();
@@ -106,15 +113,28 @@ pub fn authenticate(st: &State, req: &RequestHeader, activity: impl Fn(Via) -> b
                 None
             };
             let live = match &renewed {
-                Some(t) => Live { expires_at: t.expires_at, ..live },
+                Some(t) => Live {
+                    expires_at: t.expires_at,
+                    ..live
+                },
                 None => live,
             };
-            Ok(Authed { sid: v.sid, live, via, renewed })
+            Ok(Authed {
+                sid: v.sid,
+                live,
+                via,
+                renewed,
+            })
         }
         Err(DenyReason::Expired) if auto => {
             let renewed = renew(st, v.sid, v.exp).ok_or(DenyReason::Expired)?;
             let live = st.store.check(v.sid, renewed.expires_at, counts)?;
-            Ok(Authed { sid: v.sid, live, via, renewed: Some(renewed) })
+            Ok(Authed {
+                sid: v.sid,
+                live,
+                via,
+                renewed: Some(renewed),
+            })
         }
         Err(reason) => Err(reason),
     }
@@ -130,8 +150,15 @@ fn renew(st: &State, sid: SessionId, token_exp: u64) -> Option<Arc<IssuedTokens>
 /// Signs a token pair for a rotation and installs it (or returns the pair a
 /// concurrent rotation installed first).
 pub fn issue(st: &State, ticket: &RotationTicket) -> Result<Arc<IssuedTokens>, GrantError> {
-    let access_token = sign_access(st, ticket.id, &ticket.user, &ticket.roles.list, ticket.now_s, ticket.expires_at)
-        .map_err(|_| GrantError::Invalid)?;
+    let access_token = sign_access(
+        st,
+        ticket.id,
+        &ticket.user,
+        &ticket.roles.list,
+        ticket.now_s,
+        ticket.expires_at,
+    )
+    .map_err(|_| GrantError::Invalid)?;
     let (refresh_token, _) = crate::session::new_refresh_token(ticket.id);
     st.store.install(
         ticket,
@@ -196,7 +223,10 @@ pub fn token_cookies(st: &State, t: &IssuedTokens) -> [String; 2] {
 pub fn clearing_cookies(st: &State) -> [String; 2] {
     let a = &st.config.auth;
     [
-        format!("{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0", a.cookie.name),
+        format!(
+            "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+            a.cookie.name
+        ),
         format!(
             "{}=; Path={}; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
             a.cookie.refresh_name, st.paths.refresh

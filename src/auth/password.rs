@@ -35,8 +35,7 @@ impl Verifier {
     /// `permits` verifications at once (one per core is right: each is pure CPU).
     pub fn new(permits: usize, max_queued: usize) -> Self {
         let permits = permits.max(1);
-        let dummy_hash = hash_password(&crate::auth::jwt::random_b64::<24>())
-            .unwrap_or_default();
+        let dummy_hash = hash_password(&crate::auth::jwt::random_b64::<24>()).unwrap_or_default();
         Self {
             slots: Arc::new(Semaphore::new(permits)),
             permits,
@@ -58,13 +57,20 @@ impl Verifier {
             return Err(VerifyError::Busy);
         }
         let _queued = QueueSlot(&self.queued);
-        let permit = self.slots.clone().acquire_owned().await.map_err(|_| VerifyError::Busy)?;
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| VerifyError::Busy)?;
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy_hash).to_string();
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
+            Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
         })
         .await
         .map_err(|_| VerifyError::Busy)?;
@@ -119,6 +125,9 @@ mod tests {
                 busy += 1;
             }
         }
-        assert!(busy > 0, "8 parallel verifications with 1 slot and no queue all ran");
+        assert!(
+            busy > 0,
+            "8 parallel verifications with 1 slot and no queue all ran"
+        );
     }
 }

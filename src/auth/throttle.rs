@@ -79,9 +79,15 @@ impl Throttle {
             if self.map.len() >= MAX_ENTRIES && !self.map.contains_key(&k) {
                 continue;
             }
-            let mut e = self.map.entry(k).or_insert(Window { start: now, failures: 0 });
+            let mut e = self.map.entry(k).or_insert(Window {
+                start: now,
+                failures: 0,
+            });
             if now >= e.start + w {
-                *e = Window { start: now, failures: 0 };
+                *e = Window {
+                    start: now,
+                    failures: 0,
+                };
             }
             e.failures = e.failures.saturating_add(1);
         }
@@ -90,7 +96,8 @@ impl Throttle {
     /// A successful signin clears its (user, address) window.
     pub fn record_success(&self, user: &str, ip: Option<IpAddr>) {
         if let Some(ip) = ip {
-            self.map.remove(&Key::UserIp(user.to_ascii_lowercase().into(), ip));
+            self.map
+                .remove(&Key::UserIp(user.to_ascii_lowercase().into(), ip));
         }
     }
 
@@ -111,7 +118,12 @@ mod tests {
     fn per_user_ip_limit_then_window_expires() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let t = Throttle::new(
-            ThrottleConfig { per_user_ip: 3, per_user: 100, per_ip: 100, window: Duration::from_secs(60) },
+            ThrottleConfig {
+                per_user_ip: 3,
+                per_user: 100,
+                per_ip: 100,
+                window: Duration::from_secs(60),
+            },
             clock.clone(),
         );
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
@@ -120,7 +132,11 @@ mod tests {
             t.record_failure("Alice", Some(ip));
         }
         assert_eq!(t.check("alice", Some(ip)), Some(60));
-        assert_eq!(t.check("alice", Some("10.9.9.9".parse().unwrap())), None, "other address unaffected");
+        assert_eq!(
+            t.check("alice", Some("10.9.9.9".parse().unwrap())),
+            None,
+            "other address unaffected"
+        );
         clock.advance_ms(60_000);
         assert_eq!(t.check("alice", Some(ip)), None);
         t.purge();

@@ -38,7 +38,10 @@ impl Roles {
 
     /// True when the user has ANY of `required` (or nothing is required).
     pub fn satisfies(&self, required: &[String]) -> bool {
-        required.is_empty() || required.iter().any(|r| self.list.iter().any(|have| have == r))
+        required.is_empty()
+            || required
+                .iter()
+                .any(|r| self.list.iter().any(|have| have == r))
     }
 }
 
@@ -82,34 +85,46 @@ impl Users {
             let roles = s.string_list(c, "roles");
             let disabled = s.bool(c, "disabled", false);
             s.finish(c);
+            let mut ok = true;
             if !valid_username(&username) {
-                c.err(format!("{base}.username"), format!("`{username}` is not a username ([A-Za-z0-9._@-], 1-64 characters)"));
-                continue;
+                c.err(
+                    format!("{base}.username"),
+                    format!("`{username}` is not a username ([A-Za-z0-9._@-], 1-64 characters)"),
+                );
+                ok = false;
             }
             match argon2::PasswordHash::new(&hash) {
                 Ok(h) if h.algorithm.as_str() == "argon2id" => {}
                 Ok(_) => {
-                    c.err(format!("{base}.password_hash"), "must be an argon2id hash; create one with `authgate hash-password`");
-                    continue;
+                    c.err(
+                        format!("{base}.password_hash"),
+                        "must be an argon2id hash; create one with `authgate hash-password`",
+                    );
+                    ok = false;
                 }
                 Err(_) => {
                     c.err(format!("{base}.password_hash"), "is not an argon2id PHC string ($argon2id$v=19$...); create one with `authgate hash-password`");
-                    continue;
+                    ok = false;
                 }
             }
-            let mut bad_role = false;
             for (j, r) in roles.iter().enumerate() {
                 if !valid_role(r) {
-                    c.err(format!("{base}.roles[{j}]"), format!("`{r}` is not a role name ([A-Za-z0-9._:-], 1-64)"));
-                    bad_role = true;
+                    c.err(
+                        format!("{base}.roles[{j}]"),
+                        format!("`{r}` is not a role name ([A-Za-z0-9._:-], 1-64)"),
+                    );
+                    ok = false;
                 }
             }
-            if bad_role {
+            if !ok {
                 continue;
             }
             let key = username.to_ascii_lowercase();
             if by_key.contains_key(&key) {
-                c.err(format!("{base}.username"), format!("`{username}` appears twice (usernames are case-insensitive)"));
+                c.err(
+                    format!("{base}.username"),
+                    format!("`{username}` appears twice (usernames are case-insensitive)"),
+                );
                 continue;
             }
             by_key.insert(
@@ -150,7 +165,9 @@ mod tests {
 
     #[test]
     fn lookup_is_case_insensitive_and_keeps_canonical_spelling() {
-        let text = format!("users:\n  - username: Demo\n    password_hash: \"{HASH}\"\n    roles: [user, admin]\n");
+        let text = format!(
+            "users:\n  - username: Demo\n    password_hash: \"{HASH}\"\n    roles: [user, admin]\n"
+        );
         let u = Users::from_str(&text, Path::new("u.yaml")).unwrap();
         let user = u.get("dEMO").unwrap();
         assert_eq!(&*user.username, "Demo");
@@ -165,8 +182,16 @@ mod tests {
         let text = format!(
             "users:\n  - username: 'bad name'\n    password_hash: x\n  - username: ok\n    password_hash: plain\n  - username: r\n    password_hash: \"{HASH}\"\n    roles: ['a b']\n  - username: OK2\n    password_hash: \"{HASH}\"\n  - username: ok2\n    password_hash: \"{HASH}\"\n    extra: 1\n"
         );
-        let msg = Users::from_str(&text, Path::new("u.yaml")).unwrap_err().to_string();
-        for key in ["users[0].username", "users[1].password_hash", "users[2].roles[0]", "users[4].extra", "users[4].username"] {
+        let msg = Users::from_str(&text, Path::new("u.yaml"))
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "users[0].username",
+            "users[1].password_hash",
+            "users[2].roles[0]",
+            "users[4].extra",
+            "users[4].username",
+        ] {
             assert!(msg.contains(key), "{key} missing:\n{msg}");
         }
     }

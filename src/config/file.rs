@@ -138,10 +138,13 @@ fn expand_env(s: &str) -> Result<String, String> {
             .ok_or_else(|| "unterminated `${` (write `${NAME}`)".to_string())?;
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{{name}}}` is not a valid environment variable reference"));
+            return Err(format!(
+                "`${{{name}}}` is not a valid environment variable reference"
+            ));
         }
-        let value = std::env::var(name)
-            .map_err(|_| format!("environment variable {name} is not set (referenced as `${{{name}}}`)"))?;
+        let value = std::env::var(name).map_err(|_| {
+            format!("environment variable {name} is not set (referenced as `${{{name}}}`)")
+        })?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -217,7 +220,10 @@ impl Section {
             Value::String(s) => Some(s),
             Value::Number(n) => Some(n.to_string()),
             other => {
-                c.err(self.key(k), format!("expected a string, found {}", kind(&other)));
+                c.err(
+                    self.key(k),
+                    format!("expected a string, found {}", kind(&other)),
+                );
                 None
             }
         }
@@ -228,7 +234,10 @@ impl Section {
             None => default,
             Some(Value::Bool(b)) => b,
             Some(other) => {
-                c.err(self.key(k), format!("expected true or false, found {}", kind(&other)));
+                c.err(
+                    self.key(k),
+                    format!("expected true or false, found {}", kind(&other)),
+                );
                 default
             }
         }
@@ -240,12 +249,18 @@ impl Section {
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(v) if (min..=max).contains(&v) => v,
                 _ => {
-                    c.err(self.key(k), format!("expected a whole number from {min} to {max}, found {n}"));
+                    c.err(
+                        self.key(k),
+                        format!("expected a whole number from {min} to {max}, found {n}"),
+                    );
                     default
                 }
             },
             Some(other) => {
-                c.err(self.key(k), format!("expected a whole number, found {}", kind(&other)));
+                c.err(
+                    self.key(k),
+                    format!("expected a whole number, found {}", kind(&other)),
+                );
                 default
             }
         }
@@ -259,12 +274,21 @@ impl Section {
             Some(Value::String(s)) => match humantime::parse_duration(s.trim()) {
                 Ok(d) => d,
                 Err(e) => {
-                    c.err(key, format!("`{s}` is not a duration ({e}); write e.g. `30s`, `15m` or `8h`"));
+                    c.err(
+                        key,
+                        format!("`{s}` is not a duration ({e}); write e.g. `30s`, `15m` or `8h`"),
+                    );
                     default
                 }
             },
             Some(other) => {
-                c.err(key, format!("expected a duration such as `30s` or `15m`, found {}", kind(&other)));
+                c.err(
+                    key,
+                    format!(
+                        "expected a duration such as `30s` or `15m`, found {}",
+                        kind(&other)
+                    ),
+                );
                 default
             }
         }
@@ -280,7 +304,10 @@ impl Section {
                 .filter_map(|(i, v)| match v {
                     Value::String(s) => Some(s),
                     other => {
-                        c.err(format!("{key}[{i}]"), format!("expected a string, found {}", kind(&other)));
+                        c.err(
+                            format!("{key}[{i}]"),
+                            format!("expected a string, found {}", kind(&other)),
+                        );
                         None
                     }
                 })
@@ -297,7 +324,10 @@ impl Section {
             None => Vec::new(),
             Some(Value::Array(items)) => items,
             Some(other) => {
-                c.err(self.key(k), format!("expected a list, found {}", kind(&other)));
+                c.err(
+                    self.key(k),
+                    format!("expected a list, found {}", kind(&other)),
+                );
                 Vec::new()
             }
         }
@@ -330,7 +360,10 @@ mod tests {
     #[test]
     fn env_substitution_replaces_and_reports_missing() {
         std::env::set_var("AUTHGATE_TEST_SUBST", "s3cret");
-        assert_eq!(expand_env("a-${AUTHGATE_TEST_SUBST}-b").unwrap(), "a-s3cret-b");
+        assert_eq!(
+            expand_env("a-${AUTHGATE_TEST_SUBST}-b").unwrap(),
+            "a-s3cret-b"
+        );
         assert!(expand_env("${AUTHGATE_SURELY_NOT_SET_42}")
             .unwrap_err()
             .contains("AUTHGATE_SURELY_NOT_SET_42"));

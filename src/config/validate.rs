@@ -107,7 +107,10 @@ pub(super) fn build(tree: Value, _path: &Path, c: &mut Collector) -> Option<Conf
 
     let mut routes = Vec::new();
     if route_values.is_empty() {
-        c.err("routes", "at least one route is needed (name, path_prefix, upstream)");
+        c.err(
+            "routes",
+            "at least one route is needed (name, path_prefix, upstream)",
+        );
     }
     for (i, v) in route_values.into_iter().enumerate() {
         if let Some(r) = route(c, i, v) {
@@ -131,7 +134,10 @@ fn addr(c: &mut Collector, key: String, s: &str) -> Option<SocketAddr> {
     match s.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            c.err(key, format!("`{s}` is not an address; write IP:PORT, e.g. 127.0.0.1:8443"));
+            c.err(
+                key,
+                format!("`{s}` is not an address; write IP:PORT, e.g. 127.0.0.1:8443"),
+            );
             None
         }
     }
@@ -166,7 +172,10 @@ fn server(c: &mut Collector, v: Option<Value>) -> Option<ServerConfig> {
             Some(u)
         }
         _ => {
-            c.err(s.key("public_url"), format!("`{url_s}` is not an http(s) URL such as https://login.example.com"));
+            c.err(
+                s.key("public_url"),
+                format!("`{url_s}` is not an http(s) URL such as https://login.example.com"),
+            );
             None
         }
     };
@@ -218,9 +227,14 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
     let path_prefix = prefix_raw.trim_end_matches('/').to_string();
     if path_prefix.is_empty()
         || !prefix_raw.starts_with('/')
-        || !path_prefix[1..]
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.~".contains(ch)) && seg != "." && seg != "..")
+        || !path_prefix[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.~".contains(ch))
+                && seg != "."
+                && seg != ".."
+        })
     {
         c.err(
             s.key("path_prefix"),
@@ -241,9 +255,19 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
         refresh_name: ck.string(c, "refresh_name", DEFAULT_REFRESH_COOKIE),
     };
     ck.finish(c);
-    for (k, name) in [("auth.cookie.name", &cookie.name), ("auth.cookie.refresh_name", &cookie.refresh_name)] {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-            c.err(k, format!("`{name}` is not a valid cookie name (letters, digits and -_.)"));
+    for (k, name) in [
+        ("auth.cookie.name", &cookie.name),
+        ("auth.cookie.refresh_name", &cookie.refresh_name),
+    ] {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            c.err(
+                k,
+                format!("`{name}` is not a valid cookie name (letters, digits and -_.)"),
+            );
         }
     }
     if cookie.refresh_name.starts_with("__Host-") {
@@ -253,10 +277,18 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
         );
     }
     if cookie.name == cookie.refresh_name {
-        c.err("auth.cookie.refresh_name", "must differ from auth.cookie.name");
+        c.err(
+            "auth.cookie.refresh_name",
+            "must differ from auth.cookie.name",
+        );
     }
 
-    let mut cs = Section::new(c, "auth.concurrent_sessions", s.take("concurrent_sessions"), CONCURRENT_KEYS);
+    let mut cs = Section::new(
+        c,
+        "auth.concurrent_sessions",
+        s.take("concurrent_sessions"),
+        CONCURRENT_KEYS,
+    );
     let policy_s = cs.string(c, "policy", "reject");
     let policy = match policy_s.as_str() {
         "reject" => Some(ConcurrentPolicy::Reject),
@@ -284,7 +316,12 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
         .collect();
     act.finish(c);
 
-    let mut th = Section::new(c, "auth.signin_throttle", s.take("signin_throttle"), THROTTLE_KEYS);
+    let mut th = Section::new(
+        c,
+        "auth.signin_throttle",
+        s.take("signin_throttle"),
+        THROTTLE_KEYS,
+    );
     let signin_throttle = ThrottleConfig {
         per_user_ip: th.u64(c, "per_user_ip", DEFAULT_THROTTLE_USER_IP, 1, 1_000_000) as u32,
         per_user: th.u64(c, "per_user", DEFAULT_THROTTLE_USER, 1, 1_000_000) as u32,
@@ -311,13 +348,25 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
         }
     }
     if access_token_ttl > max_session_lifetime {
-        c.err("auth.access_token_ttl", "must not exceed auth.max_session_lifetime");
+        c.err(
+            "auth.access_token_ttl",
+            "must not exceed auth.max_session_lifetime",
+        );
     }
     if refresh_token_ttl < access_token_ttl {
-        c.err("auth.refresh_token_ttl", "must be at least auth.access_token_ttl, or sessions could never be refreshed");
+        c.err(
+            "auth.refresh_token_ttl",
+            "must be at least auth.access_token_ttl, or sessions could never be refreshed",
+        );
     }
     if refresh_reuse_grace > MAX_REUSE_GRACE {
-        c.err("auth.refresh_reuse_grace", format!("must be at most {}", humantime::format_duration(MAX_REUSE_GRACE)));
+        c.err(
+            "auth.refresh_reuse_grace",
+            format!(
+                "must be at most {}",
+                humantime::format_duration(MAX_REUSE_GRACE)
+            ),
+        );
     }
 
     Some(AuthConfig {
@@ -347,7 +396,10 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
         "RS256" => Some(JwtAlgorithm::RS256),
         "HS256" => Some(JwtAlgorithm::HS256),
         other => {
-            c.err("auth.jwt.algorithm", format!("`{other}` is not supported; use EdDSA, ES256, RS256 or HS256"));
+            c.err(
+                "auth.jwt.algorithm",
+                format!("`{other}` is not supported; use EdDSA, ES256, RS256 or HS256"),
+            );
             None
         }
     };
@@ -359,7 +411,13 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
     let leeway = s.duration(c, "leeway", DEFAULT_LEEWAY);
     s.finish(c);
     if leeway > MAX_LEEWAY {
-        c.err("auth.jwt.leeway", format!("must be at most {}s: a large leeway keeps expired tokens working", MAX_LEEWAY.as_secs()));
+        c.err(
+            "auth.jwt.leeway",
+            format!(
+                "must be at most {}s: a large leeway keeps expired tokens working",
+                MAX_LEEWAY.as_secs()
+            ),
+        );
     }
     if issuer.is_empty() {
         c.err("auth.jwt.issuer", "must not be empty");
@@ -368,14 +426,20 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
         c.err("auth.jwt.audience", "must not be empty");
     }
     if !verify_keys.is_empty() {
-        c.err("auth.jwt.verify_keys", "key rotation is not built yet in this version; remove the key");
+        c.err(
+            "auth.jwt.verify_keys",
+            "key rotation is not built yet in this version; remove the key",
+        );
     }
     match algorithm {
         Some(JwtAlgorithm::HS256) if secret_file.is_none() => {
             c.err("auth.jwt.secret_file", "HS256 needs a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > certs/jwt.secret`)");
         }
         Some(a) if a != JwtAlgorithm::HS256 && secret_file.is_some() => {
-            c.err("auth.jwt.secret_file", format!("is only used with HS256; {alg_s} signs with auth.jwt.signing_key"));
+            c.err(
+                "auth.jwt.secret_file",
+                format!("is only used with HS256; {alg_s} signs with auth.jwt.signing_key"),
+            );
         }
         _ => {}
     }
@@ -421,21 +485,36 @@ fn prefix(c: &mut Collector, key: String, p: &str) -> Option<String> {
     let ok = p.starts_with('/')
         && !p.contains("//")
         && p.split('/').all(|seg| seg != "." && seg != "..")
-        && p.bytes().all(|b| b.is_ascii_graphic() && !b"%\\?#".contains(&b));
+        && p.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"%\\?#".contains(&b));
     if !ok {
         c.err(key, format!("`{p}` must be a plain path starting with `/` (no `.`/`..` segments, `%`, `\\`, `?`, `#`)"));
         return None;
     }
     let trimmed = p.trim_end_matches('/');
-    Some(if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() })
+    Some(if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    })
 }
 
 fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
     let base = format!("routes[{i}]");
     let mut s = Section::new(c, &base, Some(v), ROUTE_KEYS);
     let name = s.string(c, "name", "");
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
-        c.err(s.key("name"), format!("`{name}` must be 1-64 letters, digits, `-` or `_` (it is also a metrics label)"));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
+        c.err(
+            s.key("name"),
+            format!(
+                "`{name}` must be 1-64 letters, digits, `-` or `_` (it is also a metrics label)"
+            ),
+        );
     }
     let prefix_s = s.opt_string(c, "path_prefix");
     if prefix_s.is_none() {
@@ -461,7 +540,10 @@ fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
         if valid_role(&r) {
             required_roles.push(r);
         } else {
-            c.err(format!("{base}.required_roles[{j}]"), format!("`{r}` is not a role name ([A-Za-z0-9._:-], 1-64)"));
+            c.err(
+                format!("{base}.required_roles[{j}]"),
+                format!("`{r}` is not a role name ([A-Za-z0-9._:-], 1-64)"),
+            );
         }
     }
     let activity = match s.string(c, "activity", "interactive").as_str() {
@@ -469,7 +551,10 @@ fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
         "all" => ActivityMode::All,
         "none" => ActivityMode::None,
         other => {
-            c.err(s.key("activity"), format!("`{other}` is not an activity mode; use interactive, all or none"));
+            c.err(
+                s.key("activity"),
+                format!("`{other}` is not an activity mode; use interactive, all or none"),
+            );
             ActivityMode::Interactive
         }
     };
@@ -498,7 +583,10 @@ fn upstream(c: &mut Collector, key: String, u: &str) -> Option<SocketAddr> {
     let parsed = match url::Url::parse(u) {
         Ok(p) => p,
         Err(e) => {
-            c.err(key, format!("`{u}` is not a URL ({e}); write http://HOST:PORT"));
+            c.err(
+                key,
+                format!("`{u}` is not a URL ({e}); write http://HOST:PORT"),
+            );
             return None;
         }
     };
@@ -509,17 +597,31 @@ fn upstream(c: &mut Collector, key: String, u: &str) -> Option<SocketAddr> {
             return None;
         }
         other => {
-            c.err(key, format!("scheme `{other}` is not supported; write http://HOST:PORT"));
+            c.err(
+                key,
+                format!("scheme `{other}` is not supported; write http://HOST:PORT"),
+            );
             return None;
         }
     }
     if parsed.path() != "/" || parsed.query().is_some() || !parsed.username().is_empty() {
-        c.err(key, format!("`{u}` must be scheme://host:port only; the request path is forwarded as is"));
+        c.err(
+            key,
+            format!("`{u}` must be scheme://host:port only; the request path is forwarded as is"),
+        );
         return None;
     }
-    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = parsed.port_or_known_default().unwrap_or(80);
-    match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
+    match (host.as_str(), port)
+        .to_socket_addrs()
+        .map(|mut a| a.next())
+    {
         Ok(Some(a)) => Some(a),
         Ok(None) | Err(_) => {
             c.err(key, format!("cannot resolve host `{host}`; the upstream host must resolve when authgate starts"));
@@ -535,7 +637,10 @@ fn demo(c: &mut Collector, v: Value) -> Option<DemoConfig> {
     let whoami_listen = match listen {
         Some(l) => addr(c, "demo.whoami_listen".into(), &l)?,
         None => {
-            c.err("demo.whoami_listen", "is required in the demo section, e.g. 127.0.0.1:8081");
+            c.err(
+                "demo.whoami_listen",
+                "is required in the demo section, e.g. 127.0.0.1:8081",
+            );
             return None;
         }
     };
@@ -546,14 +651,19 @@ fn demo(c: &mut Collector, v: Value) -> Option<DemoConfig> {
 pub fn within(inner: &str, outer: &str) -> bool {
     outer == "/"
         || inner == outer
-        || (inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'/')
+        || (inner.len() > outer.len()
+            && inner.starts_with(outer)
+            && inner.as_bytes()[outer.len()] == b'/')
 }
 
 fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthConfig>) {
     let mut names = std::collections::HashSet::new();
     for (i, r) in routes.iter().enumerate() {
         if !names.insert(r.name.as_str()) {
-            c.err(format!("routes[{i}].name"), format!("`{}` is used by an earlier route", r.name));
+            c.err(
+                format!("routes[{i}].name"),
+                format!("`{}` is used by an earlier route", r.name),
+            );
         }
         let mut reserved = vec![JWKS_PATH.to_string()];
         if let Some(a) = auth {
@@ -562,7 +672,12 @@ fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthCon
         let mut check = |key: String, p: &str| {
             for res in &reserved {
                 if p != "/" && (within(p, res) || within(res, p) && p != "/") {
-                    c.err(key.clone(), format!("`{p}` overlaps the reserved path {res}, which authgate answers itself"));
+                    c.err(
+                        key.clone(),
+                        format!(
+                            "`{p}` overlaps the reserved path {res}, which authgate answers itself"
+                        ),
+                    );
                 }
             }
         };
@@ -574,18 +689,36 @@ fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthCon
         }
         for (j, p) in r.logout_paths.iter().enumerate() {
             if !within(p, &r.path_prefix) {
-                c.err(format!("routes[{i}].logout_paths[{j}]"), format!("`{p}` is not below the route's path_prefix {}", r.path_prefix));
+                c.err(
+                    format!("routes[{i}].logout_paths[{j}]"),
+                    format!(
+                        "`{p}` is not below the route's path_prefix {}",
+                        r.path_prefix
+                    ),
+                );
             }
         }
         for (j, p) in r.public_paths.iter().enumerate() {
             if !within(p, &r.path_prefix) {
-                c.err(format!("routes[{i}].public_paths[{j}]"), format!("`{p}` is not below the route's path_prefix {} and would never match", r.path_prefix));
+                c.err(
+                    format!("routes[{i}].public_paths[{j}]"),
+                    format!(
+                        "`{p}` is not below the route's path_prefix {} and would never match",
+                        r.path_prefix
+                    ),
+                );
             }
         }
         // A later route whose prefix an earlier one already covers is dead.
         for (k, earlier) in routes[..i].iter().enumerate() {
             if within(&r.path_prefix, &earlier.path_prefix) {
-                c.err(format!("routes[{i}].path_prefix"), format!("`{}` can never match: routes[{k}] ({}) comes first and covers it", r.path_prefix, earlier.path_prefix));
+                c.err(
+                    format!("routes[{i}].path_prefix"),
+                    format!(
+                        "`{}` can never match: routes[{k}] ({}) comes first and covers it",
+                        r.path_prefix, earlier.path_prefix
+                    ),
+                );
             }
         }
     }
@@ -593,12 +726,16 @@ fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthCon
 
 /// `[A-Za-z0-9._@-]{1,64}` (SPEC §2).
 pub fn valid_username(u: &str) -> bool {
-    (1..=64).contains(&u.len()) && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+    (1..=64).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
 /// `[A-Za-z0-9._:-]{1,64}` (SPEC §2).
 pub fn valid_role(r: &str) -> bool {
-    (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    (1..=64).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
 #[cfg(test)]
@@ -609,7 +746,8 @@ mod tests {
         Config::from_str(text, Path::new("t.yaml"))
     }
 
-    const MINIMAL: &str = "routes:\n  - name: app\n    path_prefix: /\n    upstream: http://127.0.0.1:8081\n";
+    const MINIMAL: &str =
+        "routes:\n  - name: app\n    path_prefix: /\n    upstream: http://127.0.0.1:8081\n";
 
     #[test]
     fn minimal_config_gets_the_documented_defaults() {
@@ -631,8 +769,15 @@ mod tests {
             "server:\n  no_such_key: true\nauth:\n  idle_timeout: soon\n  concurrent_sessions:\n    policy: sometimes\n{MINIMAL}"
         );
         let msg = load(&text).unwrap_err().to_string();
-        for key in ["server.no_such_key", "auth.idle_timeout", "auth.concurrent_sessions.policy"] {
-            assert!(msg.contains(&format!("t.yaml: {key}: ")), "{key} missing in:\n{msg}");
+        for key in [
+            "server.no_such_key",
+            "auth.idle_timeout",
+            "auth.concurrent_sessions.policy",
+        ] {
+            assert!(
+                msg.contains(&format!("t.yaml: {key}: ")),
+                "{key} missing in:\n{msg}"
+            );
         }
     }
 
@@ -642,8 +787,14 @@ mod tests {
             "session_store:\n  kind: redis\nroutes:\n  - name: a\n    path_prefix: /auth/x\n    upstream: http://127.0.0.1:1\n  - name: b\n    path_prefix: /\n    upstream: http://127.0.0.1:1\n    public_paths: [/.well-known/jwks.json]\n"
         );
         let msg = load(&text).unwrap_err().to_string();
-        assert!(msg.contains("session_store.kind: `redis` is not built yet"), "{msg}");
-        assert!(msg.contains("routes[0].path_prefix: `/auth/x` overlaps the reserved path /auth"), "{msg}");
+        assert!(
+            msg.contains("session_store.kind: `redis` is not built yet"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("routes[0].path_prefix: `/auth/x` overlaps the reserved path /auth"),
+            "{msg}"
+        );
         assert!(msg.contains("routes[1].public_paths[0]"), "{msg}");
         let _ = MINIMAL;
     }
@@ -664,13 +815,23 @@ mod tests {
             "routes[0].activity",
             "routes[0].required_roles[0]",
         ] {
-            assert!(msg.contains(&format!("t.yaml: {key}: ")), "{key} missing in:\n{msg}");
+            assert!(
+                msg.contains(&format!("t.yaml: {key}: ")),
+                "{key} missing in:\n{msg}"
+            );
         }
     }
 
     #[test]
     fn non_mapping_and_garbage_do_not_panic() {
-        for text in ["- 1\n- 2\n", "routes: 5\n", "auth: [1]\nroutes: []\n", "\u{0}\u{1}", "a: [\n", "~"] {
+        for text in [
+            "- 1\n- 2\n",
+            "routes: 5\n",
+            "auth: [1]\nroutes: []\n",
+            "\u{0}\u{1}",
+            "a: [\n",
+            "~",
+        ] {
             assert!(load(text).is_err(), "{text:?} accepted");
         }
     }
@@ -681,6 +842,8 @@ mod tests {
         let c = load(text).unwrap();
         assert_eq!(c.routes[0].path_prefix, "/admin");
         assert_eq!(c.routes[0].public_paths, vec!["/admin/public"]);
-        assert!(within("/app/x", "/app") && within("/app", "/app") && !within("/application", "/app"));
+        assert!(
+            within("/app/x", "/app") && within("/app", "/app") && !within("/application", "/app")
+        );
     }
 }

@@ -119,7 +119,8 @@ impl Session {
 
     /// When this live session stops blocking a new login (ms).
     fn frees_at(&self, s: &Settings) -> Millis {
-        self.idle_deadline(s).min((self.expires_at + s.leeway_s) * 1000)
+        self.idle_deadline(s)
+            .min((self.expires_at + s.leeway_s) * 1000)
     }
 }
 
@@ -208,12 +209,7 @@ impl MemoryStore {
     /// The per-request check (SPEC §3, §4). `token_exp` is the `exp` of the
     /// presented token (its signature and user were verified). On success the session's activity is recorded when
     /// `activity` is true. Idle or over-lifetime sessions are ended here.
-    pub fn check(
-        &self,
-        id: SessionId,
-        token_exp: u64,
-        activity: bool,
-    ) -> Result<Live, DenyReason> {
+    pub fn check(&self, id: SessionId, token_exp: u64, activity: bool) -> Result<Live, DenyReason> {
         let now = self.clock.now_ms();
         let s = &self.settings;
         let due = {
@@ -245,7 +241,8 @@ impl MemoryStore {
     /// Records activity without any other check (the caller just checked).
     pub fn touch(&self, id: SessionId) {
         if let Some(sess) = self.sessions.get(&id) {
-            sess.last_activity.fetch_max(self.clock.now_ms(), Ordering::Relaxed);
+            sess.last_activity
+                .fetch_max(self.clock.now_ms(), Ordering::Relaxed);
         }
     }
 
@@ -267,7 +264,9 @@ impl MemoryStore {
         sess.rotation = None;
         let user = sess.user.clone();
         drop(sess);
-        metrics::SESSIONS_ENDED.with_label_values(&[reason.metric_label()]).inc();
+        metrics::SESSIONS_ENDED
+            .with_label_values(&[reason.metric_label()])
+            .inc();
         metrics::SESSIONS_ACTIVE.dec();
         tracing::info!(user = %user, session = %id.digest(), reason = reason.metric_label(), "Session ended.");
         true
@@ -293,7 +292,12 @@ impl MemoryStore {
         let mut keep = Vec::with_capacity(ids.len() + 1);
         for &id in ids.iter() {
             let Some(info) = self.sessions.get(&id).map(|sess| {
-                (sess.ended.is_none(), sess.is_live(s, now), sess.last_activity(), sess.frees_at(s))
+                (
+                    sess.ended.is_none(),
+                    sess.is_live(s, now),
+                    sess.last_activity(),
+                    sess.frees_at(s),
+                )
             }) else {
                 continue;
             };
@@ -406,7 +410,11 @@ impl MemoryStore {
                 Err(reason)
             } else if ct_eq(&sess.refresh_hash, &hash) {
                 sess.ticket(id, hash, s, now).map(Some)
-            } else if let Some(rot) = sess.rotation.as_ref().filter(|r| ct_eq(&r.prev_hash, &hash)) {
+            } else if let Some(rot) = sess
+                .rotation
+                .as_ref()
+                .filter(|r| ct_eq(&r.prev_hash, &hash))
+            {
                 if now <= rot.at + s.grace_ms {
                     metrics::REFRESH.with_label_values(&["grace_replay"]).inc();
                     return Ok(RefreshPlan::Replay(rot.successor.clone()));
@@ -443,7 +451,10 @@ impl MemoryStore {
         if s.policy != ConcurrentPolicy::Reject {
             return Ok(());
         }
-        let already_live = self.sessions.get(&t.id).is_some_and(|sess| sess.is_live(s, now));
+        let already_live = self
+            .sessions
+            .get(&t.id)
+            .is_some_and(|sess| sess.is_live(s, now));
         if already_live {
             return Ok(());
         }
@@ -470,7 +481,10 @@ impl MemoryStore {
     ) -> Result<Arc<IssuedTokens>, GrantError> {
         let now = self.clock.now_ms();
         let new_hash = token_hash(&tokens.refresh_token);
-        let mut sess = self.sessions.get_mut(&ticket.id).ok_or(GrantError::Invalid)?;
+        let mut sess = self
+            .sessions
+            .get_mut(&ticket.id)
+            .ok_or(GrantError::Invalid)?;
         if let Some((reason, _)) = sess.ended {
             return Err(GrantError::Ended(reason.deny_reason()));
         }
@@ -521,7 +535,11 @@ impl MemoryStore {
     /// Ends every live session of `user` with `reason`; returns how many.
     pub fn end_user(&self, user: &str, reason: EndReason) -> usize {
         let key = user.to_ascii_lowercase();
-        let ids: Vec<SessionId> = self.by_user.get(key.as_str()).map(|v| v.clone()).unwrap_or_default();
+        let ids: Vec<SessionId> = self
+            .by_user
+            .get(key.as_str())
+            .map(|v| v.clone())
+            .unwrap_or_default();
         ids.into_iter().filter(|id| self.end(*id, reason)).count()
     }
 
@@ -542,7 +560,11 @@ impl MemoryStore {
         self.sessions
             .retain(|_, sess| sess.ended.is_none() || !sess.is_expired(s, now));
         self.by_user.retain(|_, ids| {
-            ids.retain(|id| self.sessions.get(id).is_some_and(|sess| sess.ended.is_none()));
+            ids.retain(|id| {
+                self.sessions
+                    .get(id)
+                    .is_some_and(|sess| sess.ended.is_none())
+            });
             !ids.is_empty()
         });
         let active = self.sessions.iter().filter(|e| e.ended.is_none()).count();
@@ -611,7 +633,10 @@ mod tests {
 
     fn store(policy: ConcurrentPolicy, max: usize) -> (MemoryStore, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(T0));
-        (MemoryStore::new(settings(policy, max), clock.clone()), clock)
+        (
+            MemoryStore::new(settings(policy, max), clock.clone()),
+            clock,
+        )
     }
 
     fn rotate(st: &MemoryStore, refresh: &str) -> Result<Arc<IssuedTokens>, GrantError> {
@@ -619,7 +644,14 @@ mod tests {
             RefreshPlan::Replay(t) => Ok(t),
             RefreshPlan::Rotate(ticket) => {
                 let (rt, _) = new_refresh_token(ticket.id);
-                st.install(&ticket, IssuedTokens { access_token: "a".into(), refresh_token: rt, expires_at: ticket.expires_at })
+                st.install(
+                    &ticket,
+                    IssuedTokens {
+                        access_token: "a".into(),
+                        refresh_token: rt,
+                        expires_at: ticket.expires_at,
+                    },
+                )
             }
         }
     }
@@ -644,9 +676,15 @@ mod tests {
             clock.advance_ms(10_000);
             assert!(st.check(busy.id, busy.expires_at, true).is_ok());
         }
-        assert_eq!(st.check(idle.id, idle.expires_at, true).unwrap_err(), DenyReason::Idle);
+        assert_eq!(
+            st.check(idle.id, idle.expires_at, true).unwrap_err(),
+            DenyReason::Idle
+        );
         // the reason stays answerable
-        assert_eq!(st.check(idle.id, idle.expires_at, true).unwrap_err(), DenyReason::Idle);
+        assert_eq!(
+            st.check(idle.id, idle.expires_at, true).unwrap_err(),
+            DenyReason::Idle
+        );
         assert!(st.check(busy.id, busy.expires_at, false).is_ok());
     }
 
@@ -657,7 +695,10 @@ mod tests {
         clock.advance_ms(20_000);
         assert!(st.check(c.id, c.expires_at, false).is_ok());
         clock.advance_ms(20_000);
-        assert_eq!(st.check(c.id, c.expires_at, false).unwrap_err(), DenyReason::Idle);
+        assert_eq!(
+            st.check(c.id, c.expires_at, false).unwrap_err(),
+            DenyReason::Idle
+        );
     }
 
     #[test]
@@ -669,7 +710,10 @@ mod tests {
         clock.advance_ms(25_000);
         st.touch(c.id);
         clock.advance_ms(15_000); // 65 s: past exp + leeway, not idle
-        assert_eq!(st.check(c.id, c.expires_at, false).unwrap_err(), DenyReason::Expired);
+        assert_eq!(
+            st.check(c.id, c.expires_at, false).unwrap_err(),
+            DenyReason::Expired
+        );
         assert_eq!(st.sweep(), 0);
         let t = rotate(&st, &c.refresh_token).unwrap();
         assert!(st.check(c.id, t.expires_at, true).is_ok());
@@ -682,11 +726,20 @@ mod tests {
         let first = rotate(&st, &c.refresh_token).unwrap();
         clock.advance_ms(5_000);
         let replay = rotate(&st, &c.refresh_token).unwrap();
-        assert_eq!(first, replay, "inside the grace the same successor comes back");
+        assert_eq!(
+            first, replay,
+            "inside the grace the same successor comes back"
+        );
         clock.advance_ms(6_000);
         st.touch(c.id);
-        assert_eq!(rotate(&st, &c.refresh_token).unwrap_err(), GrantError::Reuse);
-        assert_eq!(st.check(c.id, first.expires_at, true).unwrap_err(), DenyReason::Revoked);
+        assert_eq!(
+            rotate(&st, &c.refresh_token).unwrap_err(),
+            GrantError::Reuse
+        );
+        assert_eq!(
+            st.check(c.id, first.expires_at, true).unwrap_err(),
+            DenyReason::Revoked
+        );
         assert!(rotate(&st, &first.refresh_token).is_err());
     }
 
@@ -694,9 +747,17 @@ mod tests {
     fn a_lost_race_returns_the_winners_successor() {
         let (st, _) = store(ConcurrentPolicy::Allow, 1);
         let c = st.create(&user("a"), None, None).unwrap();
-        let RefreshPlan::Rotate(t1) = st.plan_refresh(&c.refresh_token).unwrap() else { panic!() };
-        let RefreshPlan::Rotate(t2) = st.plan_refresh(&c.refresh_token).unwrap() else { panic!() };
-        let mk = |t: &RotationTicket| IssuedTokens { access_token: "x".into(), refresh_token: new_refresh_token(t.id).0, expires_at: t.expires_at };
+        let RefreshPlan::Rotate(t1) = st.plan_refresh(&c.refresh_token).unwrap() else {
+            panic!()
+        };
+        let RefreshPlan::Rotate(t2) = st.plan_refresh(&c.refresh_token).unwrap() else {
+            panic!()
+        };
+        let mk = |t: &RotationTicket| IssuedTokens {
+            access_token: "x".into(),
+            refresh_token: new_refresh_token(t.id).0,
+            expires_at: t.expires_at,
+        };
         let w = st.install(&t1, mk(&t1)).unwrap();
         let l = st.install(&t2, mk(&t2)).unwrap();
         assert_eq!(w, l);
@@ -710,7 +771,10 @@ mod tests {
         assert_eq!(err, CreateError::SessionActive { retry_after: 30 });
         let again = st.create(&user("Demo"), Some(first.id), None).unwrap();
         assert_eq!(again.replaced, 1);
-        assert_eq!(st.check(first.id, first.expires_at, true).unwrap_err(), DenyReason::Replaced);
+        assert_eq!(
+            st.check(first.id, first.expires_at, true).unwrap_err(),
+            DenyReason::Replaced
+        );
         // once the live one goes idle, a new login is possible
         clock.advance_ms(31_000);
         assert!(st.create(&user("Demo"), None, None).is_ok());
@@ -727,7 +791,10 @@ mod tests {
         let c = st.create(&user("u"), None, None).unwrap();
         assert_eq!(c.replaced, 1);
         assert!(st.check(a.id, a.expires_at, false).is_ok());
-        assert_eq!(st.check(b.id, b.expires_at, false).unwrap_err(), DenyReason::Replaced);
+        assert_eq!(
+            st.check(b.id, b.expires_at, false).unwrap_err(),
+            DenyReason::Replaced
+        );
     }
 
     #[test]
@@ -744,7 +811,10 @@ mod tests {
             refresh = t.refresh_token.clone();
             exp = t.expires_at;
         }
-        assert!(exp <= (T0 + 7_200_000) / 1000, "token outlives the lifetime");
+        assert!(
+            exp <= (T0 + 7_200_000) / 1000,
+            "token outlives the lifetime"
+        );
         clock.advance_ms(Duration::from_secs(60).as_millis() as u64);
         assert_eq!(st.check(c.id, exp, true).unwrap_err(), DenyReason::Lifetime);
     }
@@ -755,7 +825,10 @@ mod tests {
         let c = st.create(&user("a"), None, None).unwrap();
         clock.advance_ms(31_000);
         assert_eq!(st.sweep(), 1);
-        assert_eq!(st.check(c.id, c.expires_at, true).unwrap_err(), DenyReason::Idle);
+        assert_eq!(
+            st.check(c.id, c.expires_at, true).unwrap_err(),
+            DenyReason::Idle
+        );
         clock.advance_ms(40_000);
         st.sweep();
         assert!(st.is_empty());

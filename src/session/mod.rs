@@ -53,7 +53,10 @@ impl SessionId {
     /// A one-way name for logs and the admin API (hex of SHA-256, 16 bytes).
     pub fn digest(self) -> String {
         let d = ring::digest::digest(&ring::digest::SHA256, &self.0);
-        d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        d.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

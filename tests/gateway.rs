@@ -1,0 +1,962 @@
+//! End-to-end behaviour of the gateway core: a real `authgate run` and a
+//! real upstream on ephemeral ports, over HTTPS.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+#[tokio::test]
+async fn signin_then_proxied_request_carries_identity_over_h2() {
+    let gw = Gateway::start().await;
+    let login = gw.login().await;
+    for field in [
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "session_expires_at",
+        "idle_timeout",
+    ] {
+        assert!(login.get(field).is_some(), "signin lacks {field}: {login}");
+    }
+    assert_eq!(login["idle_timeout"], 60);
+    let token = login["access_token"].as_str().unwrap();
+    let resp = gw.get_bearer("/app/x?q=1", token).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN should negotiate h2"
+    );
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echo["path"], "/app/x");
+    assert_eq!(echo["query"], "q=1");
+    assert_eq!(header_values(&echo, "x-auth-user"), vec!["alice"]);
+    assert_eq!(header_values(&echo, "x-auth-roles"), vec!["user"]);
+    // session_expires_at == the JWT's exp == X-Auth-Session-Expires
+    let exp = jwt_claims(token)["exp"].as_u64().unwrap();
+    assert_eq!(login["session_expires_at"].as_u64(), Some(exp));
+    assert_eq!(
+        header_values(&echo, "x-auth-session-expires"),
+        vec![exp.to_string()]
+    );
+    // the bearer token is not forwarded by default
+    assert!(header_values(&echo, "authorization").is_empty());
+}
+
+#[tokio::test]
+async fn token_claims_and_header_are_the_contracted_ones() {
+    let gw = Gateway::start().await;
+    let login = gw.login().await;
+    let token = login["access_token"].as_str().unwrap();
+    let claims = jwt_claims(token);
+    for c in [
+        "iss", "aud", "sub", "sid", "iat", "nbf", "exp", "jti", "roles",
+    ] {
+        assert!(claims.get(c).is_some(), "claim {c} missing: {claims}");
+    }
+    assert_eq!(claims["sub"], "alice");
+    use base64::Engine;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    // JWKS publishes the key under the token's kid
+    let jwks: Value = gw
+        .client
+        .get(gw.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_upstream() {
+    let gw = Gateway::start().await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spoof = |rb: reqwest::RequestBuilder| {
+        rb.header("X-Auth-User", "mallory")
+            .header("x-auth-user", "mallory2")
+            .header("X_Auth_User", "mallory3")
+            .header("x-auth-roles", "admin")
+            .header("X-AUTH-SESSION-EXPIRES", "9999999999")
+            .header("X-Auth-Extra", "x")
+            .header("Connection", "X-Auth-User")
+    };
+    // protected path: only the injected values arrive
+    let echo: Value = spoof(gw.client.get(gw.url("/app/x")).bearer_auth(&token))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(header_values(&echo, "x-auth-user"), vec!["alice"]);
+    assert_eq!(header_values(&echo, "x-auth-roles"), vec!["user"]);
+    let auth_like: Vec<_> = upstream_headers(&echo)
+        .into_iter()
+        .filter(|(k, _)| {
+            k.to_ascii_lowercase()
+                .replace('_', "-")
+                .starts_with("x-auth-")
+        })
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        auth_like,
+        vec!["x-auth-user", "x-auth-roles", "x-auth-session-expires"]
+    );
+    assert!(header_values(&echo, "connection")
+        .iter()
+        .all(|v| !v.to_ascii_lowercase().contains("x-auth")));
+    // public path: none arrive at all
+    let echo: Value = spoof(gw.client.get(gw.url("/public/x")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leaked: Vec<_> = upstream_headers(&echo)
+        .into_iter()
+        .filter(|(k, _)| {
+            k.to_ascii_lowercase()
+                .replace('_', "-")
+                .starts_with("x-auth-")
+        })
+        .collect();
+    assert!(leaked.is_empty(), "public path forwarded {leaked:?}");
+}
+
+#[tokio::test]
+async fn spoofing_with_raw_duplicate_and_underscore_headers_over_http1() {
+    let gw = Gateway::start().await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let req = format!(
+        "GET /app/raw HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nX-Auth-User: a\r\nX-Auth-User: b\r\nx_auth_roles: admin\r\nX-AUTH-ROLES: root\r\nConnection: close\r\n\r\n"
+    );
+    let raw = raw_tls(gw.dir.path(), gw.port, req.as_bytes()).await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let echo: Value = serde_json::from_str(
+        body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c == '\r' || c == '\n'),
+    )
+    .unwrap_or_else(|_| {
+        // chunked body: take the JSON object
+        let start = body.find('{').unwrap();
+        let end = body.rfind('}').unwrap();
+        serde_json::from_str(&body[start..=end]).unwrap()
+    });
+    assert_eq!(header_values(&echo, "x-auth-user"), vec!["alice"]);
+    assert_eq!(header_values(&echo, "x-auth-roles"), vec!["user"]);
+    assert!(header_values(&echo, "x_auth_roles").is_empty());
+}
+
+#[tokio::test]
+async fn the_gateways_cookies_are_stripped_and_the_apps_pass() {
+    let gw = Gateway::start().await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let access = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-authgate="))
+        .expect("access cookie");
+    assert!(
+        access.contains("HttpOnly")
+            && access.contains("Secure")
+            && access.contains("SameSite=Lax")
+            && access.contains("Path=/;")
+    );
+    let refresh = cookies
+        .iter()
+        .find(|c| c.starts_with("__Secure-authgate-refresh="))
+        .expect("refresh cookie");
+    assert!(refresh.contains("Path=/auth/refresh"));
+    let pair = access.split(';').next().unwrap();
+    let resp = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("cookie", format!("theme=dark; {pair}; lang=en"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(header_values(&echo, "x-auth-user"), vec!["alice"]);
+    assert_eq!(header_values(&echo, "cookie"), vec!["theme=dark; lang=en"]);
+}
+
+#[tokio::test]
+async fn idle_session_is_refused_with_reason_idle_and_counted_while_a_busy_one_survives() {
+    let gw = Gateway::start_with(Options {
+        idle_timeout: "2s",
+        ..Default::default()
+    })
+    .await;
+    let before = gw
+        .metric("authgate_sessions_ended_total", "reason=\"idle\"")
+        .await;
+    let idle = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let busy = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.get_bearer("/app/x", &idle).await.status(), 200);
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            gw.get_bearer("/app/busy", &busy).await.status(),
+            200,
+            "busy session refused"
+        );
+    }
+    let resp = gw.get_bearer("/app/x", &idle).await;
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "unauthorized", "reason": "idle"})
+    );
+    let after = gw
+        .metric("authgate_sessions_ended_total", "reason=\"idle\"")
+        .await;
+    assert!(
+        after >= before + 1.0,
+        "idle metric went {before} -> {after}"
+    );
+    assert_eq!(gw.get_bearer("/app/busy", &busy).await.status(), 200);
+}
+
+#[tokio::test]
+async fn xhr_polling_of_an_ignored_path_does_not_keep_a_session_alive() {
+    let gw = Gateway::start_with(Options {
+        idle_timeout: "2s",
+        ..Default::default()
+    })
+    .await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let pair = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("__Host-authgate="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // cookie XHR (not a navigation) under activity: interactive does not count
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = gw
+            .client
+            .get(gw.url("/app/api"))
+            .header("cookie", &pair)
+            .header("x-requested-with", "XMLHttpRequest")
+            .send()
+            .await
+            .unwrap();
+    }
+    let resp = gw
+        .client
+        .get(gw.url("/app/api"))
+        .header("cookie", &pair)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "idle");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_old_token_fails_after_the_grace() {
+    let gw = Gateway::start().await;
+    let login = gw.login().await;
+    let old_refresh = login["refresh_token"].as_str().unwrap();
+    let r = gw
+        .client
+        .post(gw.url("/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": old_refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let new_access = body["access_token"].as_str().unwrap();
+    assert_ne!(new_access, login["access_token"].as_str().unwrap());
+    assert_ne!(body["refresh_token"], login["refresh_token"]);
+    assert_eq!(
+        body["session_expires_at"].as_u64(),
+        jwt_claims(new_access)["exp"].as_u64()
+    );
+    assert_eq!(gw.get_bearer("/app/x", new_access).await.status(), 200);
+    // past refresh_reuse_grace (1s) the predecessor is a reuse
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let again = gw
+        .client
+        .post(gw.url("/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": old_refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    // and the reuse revoked the session
+    let resp = gw.get_bearer("/app/x", new_access).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "revoked");
+}
+
+#[tokio::test]
+async fn refresh_by_cookie_resets_the_cookies_and_omits_the_token() {
+    let gw = Gateway::start().await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let refresh_pair = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("__Secure-authgate-refresh="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = gw
+        .client
+        .post(gw.url("/auth/refresh"))
+        .header("cookie", &refresh_pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get_all("set-cookie").iter().count(), 2);
+    let body: Value = r.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body.get("access_token").is_some());
+}
+
+#[tokio::test]
+async fn logout_makes_the_access_token_fail_at_once() {
+    let gw = Gateway::start().await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 200);
+    let r = gw
+        .client
+        .post(gw.url("/auth/logout"))
+        .bearer_auth(&token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter(|c| c.to_str().unwrap().contains("Max-Age=0"))
+            .count(),
+        2
+    );
+    let resp = gw.get_bearer("/app/x", &token).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "logout");
+    // idempotent
+    let r = gw
+        .client
+        .post(gw.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn the_apps_logout_path_and_header_end_the_gateway_session() {
+    let gw = Gateway::start().await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = gw.get_bearer("/app/logout", &token).await;
+    assert_eq!(r.status(), 200, "the logout path itself is forwarded");
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("__Host-authgate=;")));
+    assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_second_signin_under_reject_gets_409_after_the_password_check() {
+    let gw = Gateway::start_with(Options {
+        policy: "reject",
+        ..Default::default()
+    })
+    .await;
+    let first = gw.login().await;
+    let second = gw.signin("alice", PASSWORD).await;
+    assert_eq!(second.status(), 409);
+    assert!(second.headers().get("retry-after").is_some());
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"], "session_active");
+    assert!(body["retry_after"].as_u64().unwrap() >= 1);
+    // a wrong password still gets 401, never 409 (no oracle)
+    assert_eq!(gw.signin("alice", "wrong").await.status(), 401);
+    // a re-login presenting the user's own session replaces it
+    let own = first["access_token"].as_str().unwrap();
+    let again = gw
+        .client
+        .post(gw.url("/auth/signin"))
+        .bearer_auth(own)
+        .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let resp = gw.get_bearer("/app/x", own).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "replaced");
+}
+
+#[tokio::test]
+async fn replace_oldest_ends_the_least_recently_active_session() {
+    let gw = Gateway::start_with(Options {
+        policy: "replace_oldest",
+        max_per_user: 2,
+        ..Default::default()
+    })
+    .await;
+    let a = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(gw.get_bearer("/app/x", &a).await.status(), 200); // a is now more recent than b
+    let _c = gw.login().await;
+    assert_eq!(gw.get_bearer("/app/x", &a).await.status(), 200);
+    let resp = gw.get_bearer("/app/x", &b).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "replaced");
+}
+
+#[tokio::test]
+async fn browser_denial_redirects_with_encoded_rd_and_api_denial_is_401_json() {
+    let gw = Gateway::start().await;
+    let r = gw
+        .client
+        .get(gw.url("/app/page?a=1&b=2"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap();
+    assert_eq!(
+        loc,
+        "/auth/login?rd=%2Fapp%2Fpage%3Fa%3D1%26b%3D2&reason=missing"
+    );
+    let r = gw
+        .client
+        .post(gw.url("/app/form"))
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer realm="authgate", error="invalid_token""#
+    );
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"error": "unauthorized", "reason": "missing"})
+    );
+    // XHR asking for HTML is not a navigation
+    let r = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("accept", "text/html")
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // a garbage token is "invalid"
+    let r = gw.get_bearer("/app/x", "not.a.token").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "invalid");
+}
+
+#[tokio::test]
+async fn unknown_user_wrong_password_and_disabled_user_get_identical_401s() {
+    let gw = Gateway::start().await;
+    let mut seen = Vec::new();
+    for (u, p) in [
+        ("alice", "nope"),
+        ("nobody-here", "nope"),
+        ("dora", PASSWORD),
+        ("ALICE", "nope"),
+    ] {
+        let r = gw.signin(u, p).await;
+        let status = r.status();
+        let headers: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        seen.push((status, headers, r.bytes().await.unwrap()));
+    }
+    assert_eq!(seen[0].0, 401);
+    assert_eq!(&seen[0].2[..], br#"{"error":"invalid_credentials"}"#);
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0]);
+    }
+    // usernames are case-insensitive; the file's spelling is canonical
+    let r = gw.signin("bob", BOB_PASSWORD).await;
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let echo: Value = gw.get_bearer("/app/x", &token).await.json().await.unwrap();
+    assert_eq!(header_values(&echo, "x-auth-user"), vec!["Bob"]);
+    assert_eq!(header_values(&echo, "x-auth-roles"), vec!["user,admin"]);
+}
+
+#[tokio::test]
+async fn malformed_and_unsupported_signin_bodies() {
+    let gw = Gateway::start().await;
+    for body in [
+        &br#"{"username": "alice", "password": "#[..],
+        b"not json",
+        br#"["alice"]"#,
+        br#"{"username": 1}"#,
+    ] {
+        let r = gw
+            .client
+            .post(gw.url("/auth/signin"))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            serde_json::json!({"error": "invalid_request"})
+        );
+    }
+    let r = gw
+        .client
+        .post(gw.url("/auth/signin"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = gw
+        .client
+        .post(gw.url("/auth/signin"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = gw.client.get(gw.url("/auth/signin")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn form_signin_redirects_only_to_our_own_origin() {
+    let gw = Gateway::start().await;
+    let page = gw
+        .client
+        .get(gw.url("/auth/login?rd=%2Fapp%2Fdeep%3Fx%3D1&reason=idle"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("inactivity"), "reason not shown");
+    assert!(
+        html.contains(r#"name="rd" value="/app/deep?x=1""#),
+        "{html}"
+    );
+    for (rd, want) in [
+        ("/app/deep?x=1", "/app/deep?x=1"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+    ] {
+        let form = format!(
+            "username=alice&password={PASSWORD}&rd={}",
+            authgate::error::query_encode(rd)
+        );
+        let r = gw
+            .client
+            .post(gw.url("/auth/signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "rd {rd}");
+        assert_eq!(r.headers()["location"], want, "rd {rd}");
+        let tok = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|c| c.starts_with("__Host-authgate="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        gw.client
+            .post(gw.url("/auth/logout"))
+            .header("cookie", tok)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+    }
+    let r = gw
+        .client
+        .post(gw.url("/auth/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=alice&password=bad&rd=%2Fx")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/auth/login?error=invalid_credentials&rd=%2Fx"
+    );
+    // the login page never echoes raw input
+    let html = gw
+        .client
+        .get(gw.url("/auth/login?error=%3Cscript%3E&reason=%3Cb%3E"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("<script>") && !html.contains("<b>"));
+}
+
+#[tokio::test]
+async fn session_and_activity_endpoints() {
+    let gw = Gateway::start().await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s: Value = gw
+        .get_bearer("/auth/session", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["user"], "alice");
+    assert_eq!(s["roles"], serde_json::json!(["user"]));
+    for f in [
+        "session_expires_at",
+        "idle_expires_at",
+        "refresh_expires_at",
+        "now",
+    ] {
+        assert!(s[f].as_u64().is_some(), "{f} in {s}");
+    }
+    let r = gw
+        .client
+        .post(gw.url("/auth/activity"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = gw
+        .client
+        .post(gw.url("/auth/activity"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn ambiguous_paths_are_refused_and_dot_segments_cannot_reach_private_paths() {
+    let gw = Gateway::start().await;
+    for raw in [
+        "/public/..%2Fapp",
+        "/public/%2e%2e%5capp",
+        "/public\\..\\app",
+        "/a%00b",
+        "/..",
+        "/public/%2e%2e/%2e%2e/x",
+    ] {
+        let req = format!("GET {raw} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let resp = raw_tls(gw.dir.path(), gw.port, req.as_bytes()).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 400"),
+            "{raw}: {}",
+            resp.lines().next().unwrap_or("")
+        );
+    }
+    // dot segments resolve before matching: /public/../app/x is /app/x, which needs auth
+    for raw in [
+        "/public/../app/x",
+        "/public/%2e%2e/app/x",
+        "/public/..;x/app/x",
+        "/public;x/secret",
+    ] {
+        let req = format!("GET {raw} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+        let resp = raw_tls(gw.dir.path(), gw.port, req.as_bytes()).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 401"),
+            "{raw}: {}",
+            resp.lines().next().unwrap_or("")
+        );
+    }
+    // and the normalized path is what the upstream receives
+    let req = "GET /public/./a//b/../c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let resp = raw_tls(gw.dir.path(), gw.port, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(r#""path": "/public/a/c""#), "{resp}");
+}
+
+#[tokio::test]
+async fn trace_is_refused() {
+    let gw = Gateway::start().await;
+    let r = gw
+        .client
+        .request(reqwest::Method::TRACE, gw.url("/public/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn required_roles_give_403_to_users_without_them() {
+    let gw = Gateway::start_with(Options {
+        extra_routes: "  - name: admin\n    path_prefix: /admin\n    upstream: http://UPSTREAM\n    required_roles: [admin]\n",
+        ..Default::default()
+    })
+    .await;
+    let alice = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = gw.get_bearer("/admin/x", &alice).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"error": "forbidden"})
+    );
+    // case and ;params do not escape the admin route
+    assert_eq!(gw.get_bearer("/ADMIN/x", &alice).await.status(), 403);
+    assert_eq!(gw.get_bearer("/admin;x=1/x", &alice).await.status(), 403);
+    let bob = gw
+        .signin("Bob", BOB_PASSWORD)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.get_bearer("/admin/x", &bob).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_stopped_upstream_gives_502_with_a_generic_body() {
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = Gateway::start_with(Options {
+        upstream: Some(closed),
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = gw.get_bearer("/app/x", &token).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.text().await.unwrap(), r#"{"error":"bad_gateway"}"#);
+    let m = gw
+        .metric("authgate_upstream_errors_total", "route=\"app\"")
+        .await;
+    assert!(m >= 1.0);
+}
+
+#[tokio::test]
+async fn hs256_works_end_to_end_and_publishes_no_keys() {
+    let gw = Gateway::start_with(Options {
+        algorithm: "HS256",
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 200);
+    let jwks: Value = gw
+        .client
+        .get(gw.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks, serde_json::json!({"keys": []}));
+}
+
+#[tokio::test]
+async fn expired_cookie_token_is_renewed_in_line_and_bearer_is_not() {
+    let gw = Gateway::start_with(Options {
+        access_token_ttl: "2s",
+        ..Default::default()
+    })
+    .await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let pair = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("__Host-authgate="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let body: Value = r.json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3600)).await; // past exp + 1 s leeway
+    let bearer = gw
+        .get_bearer("/app/x", body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(bearer.status(), 401);
+    assert_eq!(bearer.json::<Value>().await.unwrap()["reason"], "expired");
+    let resp = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("cookie", &pair)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "a browser must not be bounced while active"
+    );
+    let renewed: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(renewed.len(), 2, "{renewed:?}");
+    let new_pair = renewed[0].split(';').next().unwrap();
+    assert_ne!(new_pair, pair);
+    let ok = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("cookie", new_pair)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn admin_listener_serves_metrics_health_and_readiness() {
+    let gw = Gateway::start().await;
+    let _ = gw.login().await;
+    let text = gw.metrics().await;
+    for name in [
+        "authgate_requests_total",
+        "authgate_signin_total",
+        "authgate_refresh_total",
+        "authgate_sessions_active",
+        "authgate_sessions_ended_total",
+        "authgate_auth_decision_seconds",
+        "authgate_signin_duration_seconds",
+        "authgate_upstream_errors_total",
+        "authgate_config_reload_errors_total",
+        "authgate_build_info",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+    assert_eq!(
+        metric_value(&text, "authgate_signin_total", "result=\"success\""),
+        1.0
+    );
+    assert_eq!(metric_value(&text, "authgate_sessions_active", ""), 1.0);
+    for p in ["/healthz", "/readyz"] {
+        let r = reqwest::get(format!("http://127.0.0.1:{}{p}", gw.admin_port))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+    }
+}
