@@ -90,8 +90,9 @@ impl Outcome {
 pub struct Ctx {
     outcome: Outcome,
     route: Option<usize>,
-    /// The normalized path + query, forwarded as the request target.
-    target: String,
+    /// The normalized path + query when it differs from what the client
+    /// sent (then it replaces the request target; else nothing allocates).
+    rewritten: Option<String>,
     identity: Option<(SessionId, Live)>,
     renewed: Option<Arc<IssuedTokens>>,
     /// End this session after the response (logout paths, `X-Auth-Logout`).
@@ -108,7 +109,7 @@ impl ProxyHttp for Gateway {
         Ctx {
             outcome: Outcome::BadRequest,
             route: None,
-            target: String::new(),
+            rewritten: None,
             identity: None,
             renewed: None,
             end_after: None,
@@ -156,10 +157,12 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.route = Some(route.index);
-        ctx.target = match req.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.clone(),
-        };
+        if path != req.uri.path() {
+            ctx.rewritten = Some(match req.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            });
+        }
         if route.is_public(&path) {
             ctx.outcome = Outcome::Public;
             return Ok(false);
@@ -190,7 +193,7 @@ impl ProxyHttp for Gateway {
             Ok(a) => a,
             Err(reason) => {
                 ctx.outcome = Outcome::Denied;
-                deny(st, session, reason, navigation, &ctx.target)
+                deny(st, session, reason, navigation, &path)
                     .send(session)
                     .await?;
                 return Ok(true);
@@ -243,11 +246,12 @@ impl ProxyHttp for Gateway {
             .route
             .and_then(|i| st.routes.get(i))
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let uri: http::Uri = ctx
-            .target
-            .parse()
-            .map_err(|_| Error::new(ErrorType::InternalError))?;
-        up.set_uri(uri);
+        if let Some(target) = &ctx.rewritten {
+            let uri: http::Uri = target
+                .parse()
+                .map_err(|_| Error::new(ErrorType::InternalError))?;
+            up.set_uri(uri);
+        }
         crate::headers::strip_reserved(up);
         crate::headers::sanitize_connection(up, session.is_upgrade_req());
         let c = &st.config.auth.cookie;
@@ -353,14 +357,12 @@ impl ProxyHttp for Gateway {
 
 /// The denial of SPEC §3: browsers are sent to the login page, everything
 /// else gets 401 JSON.
-fn deny(
-    st: &State,
-    session: &Session,
-    reason: DenyReason,
-    navigation: bool,
-    target: &str,
-) -> Reply {
+fn deny(st: &State, session: &Session, reason: DenyReason, navigation: bool, path: &str) -> Reply {
     if navigation {
+        let target = match session.req_header().uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
         let status = if session.req_header().method == http::Method::GET
             || session.req_header().method == http::Method::HEAD
         {
@@ -371,7 +373,7 @@ fn deny(
         let loc = format!(
             "{}?rd={}&reason={}",
             st.paths.login,
-            crate::error::query_encode(target),
+            crate::error::query_encode(&target),
             reason.as_str()
         );
         Reply::redirect(status, &loc)
