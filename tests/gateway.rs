@@ -960,3 +960,57 @@ async fn admin_listener_serves_metrics_health_and_readiness() {
         assert_eq!(r.status(), 200, "{p}");
     }
 }
+
+#[tokio::test]
+async fn failed_signins_are_throttled_with_retry_after() {
+    let gw = Gateway::start_with(Options {
+        extra_auth: "  signin_throttle:\n    per_user_ip: 3\n    window: 1m\n",
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(gw.signin("alice", "wrong").await.status(), 401);
+    }
+    // now even the right password waits: the window counts failures
+    let r = gw.signin("alice", PASSWORD).await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"error": "rate_limited"})
+    );
+    // another user is not affected
+    assert_eq!(gw.signin("Bob", BOB_PASSWORD).await.status(), 200);
+    assert!(
+        gw.metric("authgate_signin_total", "result=\"rate_limited\"")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn request_bodies_and_methods_reach_the_upstream_intact() {
+    let gw = Gateway::start().await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = vec![b'x'; 200_000];
+    let r = gw
+        .client
+        .put(gw.url("/app/upload"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["body_bytes"], 200_000);
+}

@@ -88,6 +88,8 @@ pub struct Options {
     pub extra_routes: &'static str,
     /// Upstream override (e.g. a closed port).
     pub upstream: Option<SocketAddr>,
+    /// Extra YAML lines under `auth:` (indented by two spaces).
+    pub extra_auth: &'static str,
 }
 
 impl Default for Options {
@@ -102,6 +104,7 @@ impl Default for Options {
             cookie_auto_refresh: true,
             extra_routes: "",
             upstream: None,
+            extra_auth: "",
         }
     }
 }
@@ -185,7 +188,7 @@ auth:
   refresh_reuse_grace: {grace}
   activity:
     ignore_paths: [/app/poll]
-routes:
+{extra_auth}routes:
 {extra}  - name: app
     path_prefix: /
     upstream: http://{upstream}
@@ -200,6 +203,7 @@ routes:
         max = o.max_per_user,
         grace = o.refresh_reuse_grace,
         extra = o.extra_routes.replace("UPSTREAM", &upstream.to_string()),
+        extra_auth = o.extra_auth,
     )
 }
 
