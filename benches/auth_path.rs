@@ -39,7 +39,15 @@ fn state(dir: &Path, alg: &str, cache: bool) -> Arc<State> {
         Path::new("u.yaml"),
     )
     .unwrap();
-    let mut st = State::new(config, Assets { keys, users }, Arc::new(SystemClock));
+    let mut st = State::new(
+        config,
+        Assets {
+            keys,
+            users,
+            admin_token: None,
+        },
+        Arc::new(SystemClock),
+    );
     if !cache {
         Arc::get_mut(&mut st).unwrap().tokens =
             authgate::auth::jwt::TokenCache::with_capacity_limit(0);
@@ -50,7 +58,7 @@ fn state(dir: &Path, alg: &str, cache: bool) -> Arc<State> {
 fn bearer_request(st: &State) -> RequestHeader {
     let users = st.users();
     let user = users.get("alice").unwrap();
-    let c = st.store.create(user, None, None).unwrap();
+    let c = st.store.create(user, None, Default::default()).unwrap();
     let token = auth::sign_access(
         st,
         c.id,

@@ -1,5 +1,11 @@
 //! The admin listener (plain HTTP; keep it on loopback): `/metrics`,
-//! `/healthz`, `/readyz`.
+//! `/healthz`, `/readyz`, and with `server.admin_token_file` the session
+//! API (SPEC §6):
+//!
+//! * `GET /admin/sessions?user=U` — live sessions (all, or one user's) by
+//!   digest: a hash of the session id (raw ids never leave the gateway);
+//! * `DELETE /admin/sessions/{digest}` — end one (reason `revoked`);
+//! * `DELETE /admin/users/{user}/sessions` — end all of a user's.
 
 use std::sync::Arc;
 
@@ -30,6 +36,89 @@ fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// Most sessions one listing returns.
+const MAX_LISTED: usize = 10_000;
+
+impl AdminApp {
+    fn admin_api(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let json = |status: u16, v: serde_json::Value| {
+            reply(
+                status,
+                "application/json",
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )
+        };
+        let Some(expected) = self.state.admin_token.as_deref() else {
+            return json(
+                404,
+                serde_json::json!({"error": "not_found", "hint": "the admin API is off: set server.admin_token_file"}),
+            );
+        };
+        let req = session.req_header();
+        let presented = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool =
+            subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes()).into();
+        if !ok {
+            let mut r = json(401, serde_json::json!({"error": "unauthorized"}));
+            r.headers_mut().insert(
+                "www-authenticate",
+                http::HeaderValue::from_static(r#"Bearer realm="authgate-admin""#),
+            );
+            return r;
+        }
+        let store = &self.state.store;
+        let path = req.uri.path();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (&req.method, segments.as_slice()) {
+            (&http::Method::GET, ["admin", "sessions"]) => {
+                let user = req.uri.query().and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "user")
+                        .map(|(_, v)| v.into_owned())
+                });
+                let mut list = store.list(user.as_deref());
+                list.sort_by_key(|s| s.created_at);
+                list.truncate(MAX_LISTED);
+                let sessions: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "id": s.digest,
+                            "user": &*s.user,
+                            "created_at": s.created_at / 1000,
+                            "last_activity": s.last_activity / 1000,
+                            "expires_at": s.expires_at,
+                            "client_ip": s.client.ip.map(|ip| ip.to_string()),
+                            "user_agent": &*s.client.user_agent,
+                        })
+                    })
+                    .collect();
+                json(200, serde_json::json!({"sessions": sessions}))
+            }
+            (&http::Method::DELETE, ["admin", "sessions", digest]) => {
+                if store.end_by_digest(digest, crate::session::EndReason::Revoked) {
+                    tracing::info!(session = %digest, "Session revoked by an administrator.");
+                    reply(204, "application/json", Vec::new())
+                } else {
+                    json(404, serde_json::json!({"error": "not_found"}))
+                }
+            }
+            (&http::Method::DELETE, ["admin", "users", user, "sessions"]) => {
+                let user = percent_encoding::percent_decode_str(user).decode_utf8_lossy();
+                let ended = store.end_user(&user, crate::session::EndReason::Revoked);
+                tracing::info!(user = %user, ended, "User's sessions revoked by an administrator.");
+                json(200, serde_json::json!({"ended": ended}))
+            }
+            _ => json(404, serde_json::json!({"error": "not_found"})),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -41,6 +130,7 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4; charset=utf-8",
                 crate::metrics::render(),
             ),
+            (p, _) if p.starts_with("/admin/") || p == "/admin" => self.admin_api(session),
             ("/healthz", true) => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             ("/readyz", true) => {
                 // Keys and users are loaded before any listener starts and

@@ -36,7 +36,12 @@ const GRACEFUL_SHUTDOWN_TIMEOUT_S: u64 = 5;
 pub struct Assets {
     pub keys: Keys,
     pub users: Users,
+    /// Bearer token of the admin API (`server.admin_token_file`).
+    pub admin_token: Option<String>,
 }
+
+/// Shortest admin token accepted.
+const MIN_ADMIN_TOKEN: usize = 16;
 
 impl Assets {
     /// For `run`: creates the demo files if configured, then loads
@@ -49,9 +54,13 @@ impl Assets {
                 message,
             }])
         })?;
-        let (keys, users) = Self::read(config, false)?;
+        let (keys, users, admin_token) = Self::read(config, false)?;
         match (keys, users) {
-            (Some(keys), Some(users)) => Ok(Assets { keys, users }),
+            (Some(keys), Some(users)) => Ok(Assets {
+                keys,
+                users,
+                admin_token,
+            }),
             _ => Err(Problems::default()),
         }
     }
@@ -63,10 +72,11 @@ impl Assets {
         Self::read(config, true).map(|_| ())
     }
 
+    #[allow(clippy::type_complexity)]
     fn read(
         config: &Config,
         allow_demo_gaps: bool,
-    ) -> Result<(Option<Keys>, Option<Users>), Problems> {
+    ) -> Result<(Option<Keys>, Option<Users>, Option<String>), Problems> {
         let mut c = Collector::new(&config.source);
         let demo = allow_demo_gaps && config.tls.generate_self_signed;
         if !(demo && !config.tls.cert.exists() && !config.tls.key.exists()) {
@@ -103,10 +113,21 @@ impl Assets {
                 None
             }
         };
+        let admin_token = config.server.admin_token_file.as_ref().and_then(|p| match std::fs::read_to_string(p) {
+            Ok(t) if t.trim().len() >= MIN_ADMIN_TOKEN => Some(t.trim().to_string()),
+            Ok(_) => {
+                c.err("server.admin_token_file", format!("{} holds a weak token: use at least {MIN_ADMIN_TOKEN} random characters (e.g. `head -c 32 /dev/urandom | base64 > FILE`)", p.display()));
+                None
+            }
+            Err(e) => {
+                c.err("server.admin_token_file", format!("cannot read {}: {e}", p.display()));
+                None
+            }
+        });
         let mut all = c.problems;
         all.extend(user_problems);
         if all.is_empty() {
-            Ok((keys, users))
+            Ok((keys, users, admin_token))
         } else {
             Err(Problems(all))
         }
@@ -173,6 +194,7 @@ pub struct State {
     /// `public_url`'s `host[:port]`, sent as `X-Forwarded-Host`.
     pub public_host: String,
     pub paths: AuthPaths,
+    pub admin_token: Option<String>,
 }
 
 /// The gateway's own endpoints under `auth.path_prefix`.
@@ -225,6 +247,7 @@ impl State {
             public_origin: config.server.public_origin(),
             public_host,
             paths: AuthPaths::new(&config.auth.path_prefix),
+            admin_token: assets.admin_token,
             clock,
             config,
         })

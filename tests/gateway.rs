@@ -1014,3 +1014,97 @@ async fn request_bodies_and_methods_reach_the_upstream_intact() {
     assert_eq!(echo["method"], "PUT");
     assert_eq!(echo["body_bytes"], 200_000);
 }
+
+#[tokio::test]
+async fn admin_api_lists_by_digest_and_revokes_one_or_all() {
+    use reqwest::Method;
+    let gw = Gateway::start().await;
+    let a = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _bob = gw.signin("Bob", BOB_PASSWORD).await;
+    assert_eq!(
+        gw.admin(Method::GET, "/admin/sessions?user=alice", None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        gw.admin(
+            Method::GET,
+            "/admin/sessions?user=alice",
+            Some("wrong-token-wrong-token")
+        )
+        .await
+        .status(),
+        401
+    );
+    let list: Value = gw
+        .admin(Method::GET, "/admin/sessions?user=ALICE", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{list}");
+    let sid_a = jwt_claims(&a)["sid"].as_str().unwrap().to_string();
+    for s in sessions {
+        assert_eq!(s["user"], "alice");
+        assert_eq!(s["client_ip"], "127.0.0.1");
+        let id = s["id"].as_str().unwrap();
+        assert_eq!(id.len(), 32, "a digest, not the raw id");
+        assert_ne!(id, sid_a);
+    }
+    let first = sessions[0]["id"].as_str().unwrap();
+    let r = gw
+        .admin(
+            Method::DELETE,
+            &format!("/admin/sessions/{first}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let working: Vec<&String> = {
+        let mut w = Vec::new();
+        for t in [&a, &b] {
+            if gw.get_bearer("/app/x", t).await.status() == 200 {
+                w.push(t);
+            }
+        }
+        w
+    };
+    assert_eq!(working.len(), 1);
+    let r = gw
+        .admin(
+            Method::DELETE,
+            "/admin/users/alice/sessions",
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(r.json::<Value>().await.unwrap()["ended"], 1);
+    let denied = gw.get_bearer("/app/x", working[0]).await;
+    assert_eq!(denied.json::<Value>().await.unwrap()["reason"], "revoked");
+    assert_eq!(
+        gw.admin(
+            Method::DELETE,
+            "/admin/sessions/00000000000000000000000000000000",
+            Some(ADMIN_TOKEN)
+        )
+        .await
+        .status(),
+        404
+    );
+    // Bob's session is untouched
+    let all: Value = gw
+        .admin(Method::GET, "/admin/sessions", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["sessions"].as_array().unwrap().len(), 1);
+}

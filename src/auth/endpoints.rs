@@ -14,7 +14,7 @@ use super::{authenticate, credential, is_navigation};
 use crate::app::State;
 use crate::error::{body, fixed, unauthorized, Reply};
 use crate::metrics;
-use crate::session::memory::CreateError;
+use crate::session::memory::{ClientInfo, CreateError};
 use crate::session::{DenyReason, EndReason, GrantError, IssuedTokens};
 
 /// Largest accepted body of a gateway endpoint (a signin is < 1 KiB).
@@ -302,7 +302,13 @@ async fn signin_inner(
         .filter(|(_, claims)| claims.sub.eq_ignore_ascii_case(&user.username))
         .map(|(v, _)| v.sid);
 
-    let created = match st.store.create(user, own, client_ip) {
+    let ua = session
+        .req_header()
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let client = ClientInfo::new(client_ip, ua);
+    let created = match st.store.create(user, own, client) {
         Ok(c) => c,
         Err(CreateError::SessionActive { retry_after }) => {
             tracing::info!(user = %user.username, "Signin refused: a session is already active.");

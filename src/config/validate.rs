@@ -153,12 +153,6 @@ fn server(c: &mut Collector, v: Option<Value>) -> Option<ServerConfig> {
     let admin_s = s.string(c, "admin_listen", DEFAULT_ADMIN_LISTEN);
     let admin_listen = addr(c, s.key("admin_listen"), &admin_s);
     let admin_token_file = s.opt_path(c, "admin_token_file");
-    if admin_token_file.is_some() {
-        c.err(
-            s.key("admin_token_file"),
-            "the admin session API is not built yet in this version; remove the key (metrics, healthz and readyz need no token)",
-        );
-    }
     let default_url = format!("https://localhost:{}", listen.map_or(8443, |a| a.port()));
     let url_s = s.string(c, "public_url", &default_url);
     let public_url = match url::Url::parse(&url_s) {

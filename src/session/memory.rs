@@ -72,7 +72,33 @@ pub struct Session {
     rotation: Option<Rotation>,
     retired: Vec<[u8; 32]>,
     pub ended: Option<(EndReason, Millis)>,
-    pub client_ip: Option<IpAddr>,
+    digest: [u8; 16],
+    pub client: ClientInfo,
+}
+
+/// Where a session was created from (shown to administrators).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    /// The signin request's `User-Agent`, truncated.
+    pub user_agent: Box<str>,
+}
+
+/// Longest `User-Agent` kept per session.
+const MAX_USER_AGENT: usize = 256;
+
+impl ClientInfo {
+    pub fn new(ip: Option<IpAddr>, user_agent: Option<&str>) -> Self {
+        let ua = user_agent.unwrap_or("");
+        let mut end = ua.len().min(MAX_USER_AGENT);
+        while !ua.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            ip,
+            user_agent: ua[..end].into(),
+        }
+    }
 }
 
 impl Session {
@@ -170,7 +196,7 @@ pub struct SessionInfo {
     pub created_at: Millis,
     pub last_activity: Millis,
     pub expires_at: u64,
-    pub client_ip: Option<IpAddr>,
+    pub client: ClientInfo,
 }
 
 pub struct MemoryStore {
@@ -279,7 +305,7 @@ impl MemoryStore {
         &self,
         user: &User,
         own: Option<SessionId>,
-        client_ip: Option<IpAddr>,
+        client: ClientInfo,
     ) -> Result<Created, CreateError> {
         let s = &self.settings;
         let now = self.clock.now_ms();
@@ -356,7 +382,8 @@ impl MemoryStore {
                 rotation: None,
                 retired: Vec::new(),
                 ended: None,
-                client_ip,
+                digest: id.digest_bytes(),
+                client,
             },
         );
         keep.push(id);
@@ -522,14 +549,24 @@ impl MemoryStore {
             .iter()
             .filter(|e| e.ended.is_none() && key.as_deref().is_none_or(|k| &*e.user_key == k))
             .map(|e| SessionInfo {
-                digest: e.key().digest(),
+                digest: hex(&e.digest),
                 user: e.user.clone(),
                 created_at: e.created_at,
                 last_activity: e.last_activity(),
                 expires_at: e.expires_at,
-                client_ip: e.client_ip,
+                client: e.client.clone(),
             })
             .collect()
+    }
+
+    /// Ends the session with this digest (admin API); false if none is live.
+    pub fn end_by_digest(&self, digest: &str, reason: EndReason) -> bool {
+        let id = self
+            .sessions
+            .iter()
+            .find(|e| e.ended.is_none() && hex(&e.digest) == digest)
+            .map(|e| *e.key());
+        id.is_some_and(|id| self.end(id, reason))
     }
 
     /// Ends every live session of `user` with `reason`; returns how many.
@@ -659,7 +696,9 @@ mod tests {
     #[test]
     fn expires_at_is_token_exp_and_moves_with_refresh() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("demo"), None, None).unwrap();
+        let c = st
+            .create(&user("demo"), None, ClientInfo::default())
+            .unwrap();
         assert_eq!(c.expires_at, T0 / 1000 + 60);
         clock.advance_ms(20_000);
         let t = rotate(&st, &c.refresh_token).unwrap();
@@ -670,8 +709,8 @@ mod tests {
     #[test]
     fn idle_session_is_refused_with_idle_and_busy_one_survives() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let idle = st.create(&user("a"), None, None).unwrap();
-        let busy = st.create(&user("a"), None, None).unwrap();
+        let idle = st.create(&user("a"), None, ClientInfo::default()).unwrap();
+        let busy = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         for _ in 0..4 {
             clock.advance_ms(10_000);
             assert!(st.check(busy.id, busy.expires_at, true).is_ok());
@@ -691,7 +730,7 @@ mod tests {
     #[test]
     fn activity_false_does_not_extend_idle() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("a"), None, None).unwrap();
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         clock.advance_ms(20_000);
         assert!(st.check(c.id, c.expires_at, false).is_ok());
         clock.advance_ms(20_000);
@@ -704,7 +743,7 @@ mod tests {
     #[test]
     fn expired_session_is_refused_but_refreshable_and_sweeper_leaves_it() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("a"), None, None).unwrap();
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         clock.advance_ms(25_000);
         st.touch(c.id);
         clock.advance_ms(25_000);
@@ -722,7 +761,7 @@ mod tests {
     #[test]
     fn refresh_is_single_use_with_grace_replay_then_reuse_revokes() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("a"), None, None).unwrap();
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         let first = rotate(&st, &c.refresh_token).unwrap();
         clock.advance_ms(5_000);
         let replay = rotate(&st, &c.refresh_token).unwrap();
@@ -746,7 +785,7 @@ mod tests {
     #[test]
     fn a_lost_race_returns_the_winners_successor() {
         let (st, _) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("a"), None, None).unwrap();
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         let RefreshPlan::Rotate(t1) = st.plan_refresh(&c.refresh_token).unwrap() else {
             panic!()
         };
@@ -766,10 +805,16 @@ mod tests {
     #[test]
     fn reject_policy_counts_live_sessions_and_own_session_is_replaced() {
         let (st, clock) = store(ConcurrentPolicy::Reject, 1);
-        let first = st.create(&user("Demo"), None, None).unwrap();
-        let err = st.create(&user("Demo"), None, None).unwrap_err();
+        let first = st
+            .create(&user("Demo"), None, ClientInfo::default())
+            .unwrap();
+        let err = st
+            .create(&user("Demo"), None, ClientInfo::default())
+            .unwrap_err();
         assert_eq!(err, CreateError::SessionActive { retry_after: 30 });
-        let again = st.create(&user("Demo"), Some(first.id), None).unwrap();
+        let again = st
+            .create(&user("Demo"), Some(first.id), ClientInfo::default())
+            .unwrap();
         assert_eq!(again.replaced, 1);
         assert_eq!(
             st.check(first.id, first.expires_at, true).unwrap_err(),
@@ -777,18 +822,20 @@ mod tests {
         );
         // once the live one goes idle, a new login is possible
         clock.advance_ms(31_000);
-        assert!(st.create(&user("Demo"), None, None).is_ok());
+        assert!(st
+            .create(&user("Demo"), None, ClientInfo::default())
+            .is_ok());
     }
 
     #[test]
     fn replace_oldest_ends_least_recently_active() {
         let (st, clock) = store(ConcurrentPolicy::ReplaceOldest, 2);
-        let a = st.create(&user("u"), None, None).unwrap();
+        let a = st.create(&user("u"), None, ClientInfo::default()).unwrap();
         clock.advance_ms(1000);
-        let b = st.create(&user("u"), None, None).unwrap();
+        let b = st.create(&user("u"), None, ClientInfo::default()).unwrap();
         clock.advance_ms(1000);
         st.touch(a.id);
-        let c = st.create(&user("u"), None, None).unwrap();
+        let c = st.create(&user("u"), None, ClientInfo::default()).unwrap();
         assert_eq!(c.replaced, 1);
         assert!(st.check(a.id, a.expires_at, false).is_ok());
         assert_eq!(
@@ -800,7 +847,7 @@ mod tests {
     #[test]
     fn lifetime_caps_the_last_token_and_ends_the_session() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("a"), None, None).unwrap();
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         let mut refresh = c.refresh_token.clone();
         let mut exp = c.expires_at;
         // keep refreshing and active until just before the 2 h lifetime
@@ -822,7 +869,7 @@ mod tests {
     #[test]
     fn sweeper_ends_idle_and_drops_tombstones_after_last_exp() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
-        let c = st.create(&user("a"), None, None).unwrap();
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         clock.advance_ms(31_000);
         assert_eq!(st.sweep(), 1);
         assert_eq!(

@@ -52,11 +52,14 @@ impl SessionId {
 
     /// A one-way name for logs and the admin API (hex of SHA-256, 16 bytes).
     pub fn digest(self) -> String {
+        hex(&self.digest_bytes())
+    }
+
+    pub fn digest_bytes(self) -> [u8; 16] {
         let d = ring::digest::digest(&ring::digest::SHA256, &self.0);
-        d.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d.as_ref()[..16]);
+        out
     }
 }
 
@@ -227,6 +230,10 @@ pub fn parse_refresh_token(token: &str) -> Option<(SessionId, [u8; 32])> {
     let mut sid = [0u8; 16];
     sid.copy_from_slice(&raw[..16]);
     Some((SessionId(sid), token_hash(token)))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {

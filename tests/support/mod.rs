@@ -15,6 +15,7 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_authgate");
 pub const PASSWORD: &str = "alice-pw-Correct-Horse-1";
 pub const BOB_PASSWORD: &str = "bob-pw-Battery-Staple-2";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 /// A free loopback port (bound then released; the gateway binds it next).
 pub fn free_port() -> u16 {
@@ -140,6 +141,7 @@ pub fn prepare_dir(dir: &Path) {
         authgate::auth::jwt::random_bytes::<48>(),
     )
     .unwrap();
+    std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
     let users = format!(
         "users:\n  - username: alice\n    password_hash: \"{}\"\n    roles: [user]\n  - username: Bob\n    password_hash: \"{}\"\n    roles: [user, admin]\n  - username: dora\n    password_hash: \"{}\"\n    roles: [user]\n    disabled: true\n",
         hash(PASSWORD),
@@ -167,6 +169,7 @@ pub fn config_text(
   listen: 127.0.0.1:{port}
   admin_listen: 127.0.0.1:{admin_port}
   public_url: https://localhost:{port}
+  admin_token_file: {d}/admin-token
   threads: 2
 tls:
   cert: {d}/certs/tls-cert.pem
@@ -294,6 +297,23 @@ impl Gateway {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A request to the admin API.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut rb = reqwest::Client::new().request(
+            method,
+            format!("http://127.0.0.1:{}{path}", self.admin_port),
+        );
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        rb.send().await.unwrap()
     }
 
     pub async fn metrics(&self) -> String {
