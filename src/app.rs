@@ -355,6 +355,10 @@ pub fn build_server(state: Arc<State>) -> Result<Server, String> {
         server.add_service(whoami);
     }
 
+    server.add_service(background_service(
+        "users reloader",
+        crate::reload::Reloader(state.clone()),
+    ));
     server.add_service(background_service("session sweeper", Sweeper(state)));
     Ok(server)
 }

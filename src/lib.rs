@@ -30,6 +30,7 @@ pub mod headers;
 pub mod keys;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
 pub mod session;
 pub mod whoami;

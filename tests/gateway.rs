@@ -1108,3 +1108,96 @@ async fn admin_api_lists_by_digest_and_revokes_one_or_all() {
         .unwrap();
     assert_eq!(all["sessions"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn sighup_reloads_users_roles_apply_at_once_and_removed_users_are_revoked() {
+    let gw = Gateway::start().await;
+    let alice = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob = gw
+        .signin("Bob", BOB_PASSWORD)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_alice_pw = "alice-new-password-2";
+    // alice: new roles; Bob: removed
+    gw.write_users(&format!(
+        "users:\n  - username: alice\n    password_hash: \"{}\"\n    roles: [user, auditor]\n",
+        // same hash text as before is required to keep her sessions: reuse the file's
+        current_hash(&gw, "alice")
+    ));
+    gw.signal(libc::SIGHUP);
+    assert!(
+        wait_async(|| async { gw.get_bearer("/app/x", &bob).await.status() == 401 }).await,
+        "Bob's session survived his removal"
+    );
+    let echo: Value = gw.get_bearer("/app/x", &alice).await.json().await.unwrap();
+    assert_eq!(
+        header_values(&echo, "x-auth-roles"),
+        vec!["user,auditor"],
+        "roles did not apply to the live session"
+    );
+    let denied = gw
+        .get_bearer("/app/x", &bob)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(denied["reason"], "revoked");
+    assert_eq!(gw.signin("Bob", BOB_PASSWORD).await.status(), 401);
+
+    // an invalid file keeps the old one and is counted
+    let before = gw.metric("authgate_config_reload_errors_total", "").await;
+    gw.write_users("users:\n  - username: 'bad name'\n    password_hash: nope\n");
+    gw.signal(libc::SIGHUP);
+    assert!(
+        wait_async(|| async {
+            gw.metric("authgate_config_reload_errors_total", "").await > before
+        })
+        .await
+    );
+    assert_eq!(gw.get_bearer("/app/x", &alice).await.status(), 200);
+    assert!(
+        gw.log().contains("users[0].username"),
+        "the log does not say why"
+    );
+
+    // a changed password ends the sessions, picked up by the file watcher alone
+    gw.write_users(&format!(
+        "users:\n  - username: alice\n    password_hash: \"{}\"\n    roles: [user]\n",
+        hash(new_alice_pw)
+    ));
+    assert!(
+        wait_async(|| async { gw.get_bearer("/app/x", &alice).await.status() == 401 }).await,
+        "the watcher did not apply the changed password"
+    );
+    assert_eq!(gw.signin("alice", new_alice_pw).await.status(), 200);
+}
+
+async fn wait_async<F, Fut>(mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn current_hash(gw: &Gateway, user: &str) -> String {
+    let text = std::fs::read_to_string(gw.dir.path().join("users.yaml")).unwrap();
+    let at = text.find(&format!("username: {user}\n")).unwrap();
+    let rest = &text[at..];
+    let start = rest.find("password_hash: \"").unwrap() + "password_hash: \"".len();
+    rest[start..start + rest[start..].find('"').unwrap()].to_string()
+}

@@ -152,6 +152,10 @@ impl Users {
         self.by_key.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &User> {
+        self.by_key.values()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }

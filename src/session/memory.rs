@@ -569,6 +569,25 @@ impl MemoryStore {
         id.is_some_and(|id| self.end(id, reason))
     }
 
+    /// Gives every session of `user` new roles (users-file reload); they
+    /// apply from the next request on. Returns how many sessions changed.
+    pub fn set_roles(&self, user: &str, roles: &Arc<Roles>) -> usize {
+        let key = user.to_ascii_lowercase();
+        let ids: Vec<SessionId> = self
+            .by_user
+            .get(key.as_str())
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter(|id| {
+                self.sessions.get_mut(id).is_some_and(|mut s| {
+                    s.roles = roles.clone();
+                    true
+                })
+            })
+            .count()
+    }
+
     /// Ends every live session of `user` with `reason`; returns how many.
     pub fn end_user(&self, user: &str, reason: EndReason) -> usize {
         let key = user.to_ascii_lowercase();

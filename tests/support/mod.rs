@@ -269,6 +269,20 @@ impl Gateway {
         format!("https://localhost:{}{path}", self.port)
     }
 
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().0.id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// Rewrites the users file: alice gets `alice_roles`, plus `extra` YAML.
+    pub fn write_users(&self, text: &str) {
+        let path = self.dir.path().join("users.yaml");
+        let tmp = self.dir.path().join("users.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, path).unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("authgate.log")).unwrap_or_default()
     }
