@@ -33,6 +33,20 @@ pub fn ed25519_pkcs8_pem() -> String {
     pem("PRIVATE KEY", &der)
 }
 
+/// The public half of an Ed25519 PKCS#8 PEM key, as an SPKI PEM document
+/// (what `auth.jwt.verify_keys` takes after a rotation).
+pub fn ed25519_public_pem(private_pem: &[u8]) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(private_pem).ok()?;
+    let pair =
+        ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der()).ok()?;
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(ring::signature::KeyPair::public_key(&pair).as_ref());
+    Some(pem("PUBLIC KEY", &spki))
+}
+
 fn pem(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");

@@ -140,16 +140,50 @@ impl Keys {
                 }
             }
         };
-        let (kid, jwks) = match jwk {
-            Some(mut jwk) => {
-                let kid = jwk.thumbprint(ThumbprintHash::SHA256).ok();
-                jwk.common.key_id = kid.clone();
-                jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-                jwk.common.key_algorithm = Some(alg.into());
-                (kid, JwkSet { keys: vec![jwk] })
-            }
-            None => (None, JwkSet { keys: vec![] }),
+        let publish = |mut jwk: Jwk| {
+            let kid = jwk.thumbprint(ThumbprintHash::SHA256).ok();
+            jwk.common.key_id = kid.clone();
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            jwk.common.key_algorithm = Some(alg.into());
+            (kid, jwk)
         };
+        let mut jwks = JwkSet { keys: vec![] };
+        let kid = jwk.map(|jwk| {
+            let (kid, jwk) = publish(jwk);
+            jwks.keys.push(jwk);
+            kid
+        });
+        let kid = kid.flatten();
+        let mut decoders = vec![(kid.clone(), decoding)];
+        // Older keys: they verify, they never sign (rotation).
+        for (i, path) in cfg.verify_keys.iter().enumerate() {
+            let key = format!("auth.jwt.verify_keys[{i}]");
+            let pem = match std::fs::read(path) {
+                Ok(p) => p,
+                Err(e) => {
+                    c.err(key, format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            match verifying_key(cfg.algorithm, alg, &pem) {
+                Ok((dec, jwk)) => {
+                    let (vkid, jwk) = publish(jwk);
+                    if decoders.iter().any(|(k, _)| *k == vkid) {
+                        c.err(
+                            key,
+                            format!(
+                                "{} is the same key as the signing key or an earlier verify key",
+                                path.display()
+                            ),
+                        );
+                        continue;
+                    }
+                    decoders.push((vkid, dec));
+                    jwks.keys.push(jwk);
+                }
+                Err(msg) => c.err(key, format!("{}: {msg}", path.display())),
+            }
+        }
         let mut validation = Validation::new(alg);
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -160,7 +194,7 @@ impl Keys {
         Some(Keys {
             alg,
             encoding,
-            decoding: vec![(kid.clone(), decoding)],
+            decoding: decoders,
             kid,
             validation,
             jwks_json: serde_json::to_vec(&jwks).unwrap_or_else(|_| b"{\"keys\":[]}".to_vec()),
@@ -267,6 +301,32 @@ fn well_formed(token: &str) -> bool {
         }
     }
     dots == 2 && part_len > 0
+}
+
+/// A verification key from a PEM public key (SPKI, or PKCS#1 for RSA), or
+/// from a former signing key (its public half is used).
+fn verifying_key(
+    algorithm: JwtAlgorithm,
+    alg: Algorithm,
+    pem: &[u8],
+) -> Result<(DecodingKey, Jwk), String> {
+    let public = match algorithm {
+        JwtAlgorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+        JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(pem),
+        JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+        JwtAlgorithm::HS256 => return Err("HS256 has no public keys".into()),
+    };
+    if let Ok(dec) = public {
+        if let Ok(jwk) = Jwk::from_decoding_key(&dec, Some(alg)) {
+            // Normalize through the JWK so every key verifies the same way.
+            if let Ok(dec) = DecodingKey::from_jwk(&jwk) {
+                return Ok((dec, jwk));
+            }
+        }
+    }
+    signing_pair(algorithm, alg, pem)
+        .map(|(_, dec, jwk)| (dec, jwk))
+        .map_err(|_| format!("not a PEM public key (or former signing key) for {alg:?}"))
 }
 
 /// The encoding key, the matching decoding key and the public JWK.
@@ -562,6 +622,54 @@ pub(crate) mod tests {
         assert_eq!(keys.jwks_json(), b"{\"keys\":[]}");
         let t = keys.sign(&claims(SessionId::random())).unwrap();
         assert!(keys.verify(&t).is_ok());
+    }
+
+    #[test]
+    fn rotation_old_keys_verify_new_key_signs_and_jwks_lists_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_cfg = eddsa_config(dir.path());
+        let old = Keys::load_or_err(&old_cfg).unwrap();
+        let old_token = old.sign(&claims(SessionId::random())).unwrap();
+        // rotate: a new signing key; the old one as a public key, plus a
+        // former signing key given as its private PEM
+        let old_public = dir.path().join("old.pub.pem");
+        std::fs::write(
+            &old_public,
+            crate::keys::ed25519_public_pem(&std::fs::read(&old_cfg.signing_key).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let older_private = dir.path().join("older.pem");
+        std::fs::write(&older_private, crate::keys::ed25519_pkcs8_pem()).unwrap();
+        let mut cfg = old_cfg.clone();
+        cfg.signing_key = dir.path().join("new.pem");
+        std::fs::write(&cfg.signing_key, crate::keys::ed25519_pkcs8_pem()).unwrap();
+        cfg.verify_keys = vec![old_public.clone(), older_private];
+        let new = Keys::load_or_err(&cfg).unwrap();
+        assert!(
+            new.verify(&old_token).is_ok(),
+            "old token no longer verifies"
+        );
+        let new_token = new.sign(&claims(SessionId::random())).unwrap();
+        assert!(new.verify(&new_token).is_ok());
+        assert!(old.verify(&new_token).is_err());
+        let jwks: serde_json::Value = serde_json::from_slice(new.jwks_json()).unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 3);
+        assert_eq!(kids[0], new.kid().unwrap());
+        assert_eq!(kids[1], old.kid().unwrap());
+        // the signing key again, and garbage, are refused with their index
+        cfg.verify_keys = vec![cfg.signing_key.clone(), dir.path().join("missing.pem")];
+        let msg = Keys::load_or_err(&cfg).unwrap_err().to_string();
+        assert!(
+            msg.contains("verify_keys[0]") && msg.contains("same key"),
+            "{msg}"
+        );
+        assert!(msg.contains("verify_keys[1]: cannot read"), "{msg}");
     }
 
     #[test]

@@ -419,10 +419,10 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
     if audience.is_empty() {
         c.err("auth.jwt.audience", "must not be empty");
     }
-    if !verify_keys.is_empty() {
+    if !verify_keys.is_empty() && algorithm == Some(JwtAlgorithm::HS256) {
         c.err(
             "auth.jwt.verify_keys",
-            "key rotation is not built yet in this version; remove the key",
+            "is for public keys (EdDSA, ES256, RS256); HS256 secrets cannot be published or rotated this way",
         );
     }
     match algorithm {
@@ -441,7 +441,10 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
         algorithm: algorithm?,
         signing_key,
         secret_file,
-        verify_keys: Vec::new(),
+        verify_keys: verify_keys
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .collect(),
         issuer,
         audience,
         leeway,
