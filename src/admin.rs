@@ -36,10 +36,28 @@ fn reply(status: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// How long /readyz waits for the gateway listener to accept.
+const READY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Most sessions one listing returns.
 const MAX_LISTED: usize = 10_000;
 
 impl AdminApp {
+    async fn listener_accepts(&self) -> bool {
+        let mut addr = self.state.config.server.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        matches!(
+            tokio::time::timeout(READY_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        )
+    }
+
     fn admin_api(&self, session: &ServerSession) -> Response<Vec<u8>> {
         let json = |status: u16, v: serde_json::Value| {
             reply(
@@ -133,12 +151,18 @@ impl ServeHttp for AdminApp {
             (p, _) if p.starts_with("/admin/") || p == "/admin" => self.admin_api(session),
             ("/healthz", true) => reply(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             ("/readyz", true) => {
-                // Keys and users are loaded before any listener starts and
-                // the memory store is always reachable: ready means serving.
-                let users = self.state.users().len();
-                let body = serde_json::json!({"status": "ready", "users": users, "sessions": self.state.store.len()});
+                // Keys and users are loaded before any listener starts and the
+                // memory store is always reachable; what can still be wrong
+                // is the gateway listener itself.
+                let listening = self.listener_accepts().await;
+                let body = serde_json::json!({
+                    "status": if listening { "ready" } else { "not_ready" },
+                    "listener": listening,
+                    "users": self.state.users().len(),
+                    "sessions": self.state.store.len(),
+                });
                 reply(
-                    200,
+                    if listening { 200 } else { 503 },
                     "application/json",
                     serde_json::to_vec(&body).unwrap_or_default(),
                 )

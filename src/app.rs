@@ -137,22 +137,49 @@ impl Assets {
 fn check_tls(config: &Config, c: &mut Collector) {
     let (cert, key) = (&config.tls.cert, &config.tls.key);
     for (k, p) in [("tls.cert", cert), ("tls.key", key)] {
-        if let Err(e) = std::fs::metadata(p) {
-            let hint = if config.tls.generate_self_signed {
-                "(generate_self_signed only creates the pair when BOTH files are missing)"
-            } else {
-                "(create a pair with `authgate gen-keys`, or set tls.generate_self_signed: true for a demo)"
-            };
-            c.err(k, format!("cannot read {}: {e} {hint}", p.display()));
-            return;
+        match std::fs::metadata(p) {
+            Err(e) => {
+                let hint = if config.tls.generate_self_signed {
+                    "(generate_self_signed only creates the pair when BOTH files are missing)"
+                } else {
+                    "(create a pair with `authgate gen-keys`, or set tls.generate_self_signed: true for a demo)"
+                };
+                c.err(k, format!("cannot read {}: {e} {hint}", p.display()));
+                return;
+            }
+            Ok(m) if m.is_dir() => {
+                c.err(
+                    k,
+                    format!("{} is a directory; name the PEM file in it", p.display()),
+                );
+                return;
+            }
+            Ok(_) => {}
         }
     }
-    match pingora::tls::load_certs_and_key_files(&cert.to_string_lossy(), &key.to_string_lossy()) {
-        Ok(Some(_)) => {}
-        _ => c.err(
-            "tls.cert",
-            format!("{} and {} must hold a PEM certificate chain and its private key (PKCS#8, PKCS#1 or SEC1)", cert.display(), key.display()),
-        ),
+    let pair = match pingora::tls::load_certs_and_key_files(
+        &cert.to_string_lossy(),
+        &key.to_string_lossy(),
+    ) {
+        Ok(Some(pair)) => pair,
+        _ => {
+            c.err(
+                "tls.cert",
+                format!("{} and {} must hold a PEM certificate chain and its private key (PKCS#8, PKCS#1 or SEC1)", cert.display(), key.display()),
+            );
+            return;
+        }
+    };
+    // pingora would panic at start on a pair that does not belong together.
+    pingora::tls::install_default_crypto_provider();
+    let Some(provider) = pingora::tls::CryptoProvider::get_default() else {
+        return;
+    };
+    if let Err(e) = pingora::tls::sign::CertifiedKey::from_der(pair.0, pair.1, provider) {
+        c.err(
+            "tls.key",
+            format!("{} does not fit the certificate in {} ({e}); use the key the certificate was issued for", key.display(), cert.display()),
+        );
     }
 }
 
@@ -323,7 +350,7 @@ pub fn build_server(state: Arc<State>) -> Result<Server, String> {
 
     let mut https = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        crate::proxy::Gateway::new(state.clone(), "https"),
+        crate::proxy::Gateway::new(state.clone()),
         "authgate https",
     );
     let mut tls = TlsSettings::intermediate(&path_str(&cfg.tls.cert), &path_str(&cfg.tls.key))
@@ -335,7 +362,7 @@ pub fn build_server(state: Arc<State>) -> Result<Server, String> {
     if let Some(addr) = cfg.server.http_listen {
         let mut plain = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
-            crate::proxy::Gateway::new(state.clone(), "http"),
+            crate::proxy::Gateway::new(state.clone()),
             "authgate http",
         );
         plain.add_tcp(&addr.to_string());

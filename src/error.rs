@@ -107,6 +107,7 @@ pub mod body {
     pub const NOT_FOUND: &[u8] = br#"{"error":"not_found"}"#;
     pub const METHOD_NOT_ALLOWED: &[u8] = br#"{"error":"method_not_allowed"}"#;
     pub const FORBIDDEN: &[u8] = br#"{"error":"forbidden"}"#;
+    pub const FORBIDDEN_ORIGIN: &[u8] = br#"{"error":"forbidden_origin"}"#;
     pub const BAD_GATEWAY: &[u8] = br#"{"error":"bad_gateway"}"#;
     pub const TOO_LARGE: &[u8] = br#"{"error":"payload_too_large"}"#;
     pub const UNSUPPORTED_MEDIA: &[u8] = br#"{"error":"unsupported_media_type"}"#;

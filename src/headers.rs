@@ -47,6 +47,17 @@ pub fn strip_reserved(req: &mut RequestHeader) {
     }
 }
 
+/// Headers some frameworks read as the request's real URL (IIS URL Rewrite,
+/// Symfony, Zend): they would route a request the gateway matched as
+/// `/public/x` to `/admin`. Never forwarded.
+pub const URL_OVERRIDE_HEADERS: [&str; 3] = ["x-original-url", "x-rewrite-url", "x-override-url"];
+
+pub fn strip_url_overrides(req: &mut RequestHeader) {
+    for h in URL_OVERRIDE_HEADERS {
+        req.remove_header(h);
+    }
+}
+
 /// Keeps only `Connection` tokens the gateway itself relies on, so that a
 /// client cannot list an injected header as hop-by-hop and make a later hop
 /// drop it.
@@ -155,9 +166,14 @@ pub fn set_forwarded(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
     peer_trusted: bool,
-    proto: &'static str,
+    proto: &str,
     host: &str,
 ) {
+    // RFC 7239 `Forwarded` carries the same claims as X-Forwarded-*: only a
+    // trusted proxy may make them.
+    if !peer_trusted {
+        req.remove_header("forwarded");
+    }
     let xff = match (peer, peer_trusted) {
         (Some(p), true) => {
             let prior: Vec<&str> = req
@@ -180,7 +196,9 @@ pub fn set_forwarded(
         let _ = req.insert_header(X_FORWARDED_FOR, xff);
     }
     if !peer_trusted || req.headers.get(X_FORWARDED_PROTO).is_none() {
-        let _ = req.insert_header(X_FORWARDED_PROTO, proto);
+        if let Ok(v) = HeaderValue::from_str(proto) {
+            let _ = req.insert_header(X_FORWARDED_PROTO, v);
+        }
     }
     if !peer_trusted || req.headers.get(X_FORWARDED_HOST).is_none() {
         let _ = req.insert_header(X_FORWARDED_HOST, host);

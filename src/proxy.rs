@@ -49,13 +49,11 @@ const UPSTREAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 pub struct Gateway {
     state: Arc<State>,
-    /// `X-Forwarded-Proto` when the peer is not a trusted proxy.
-    proto: &'static str,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<State>, proto: &'static str) -> Self {
-        Self { state, proto }
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
     }
 }
 
@@ -129,6 +127,16 @@ impl ProxyHttp for Gateway {
         ctx.client_ip = crate::headers::client_ip(session.req_header(), peer, trusted);
 
         let req = session.req_header();
+        // Methods are case-sensitive, but some upstreams fold them: `trace`
+        // must not become TRACE behind our back. Standard methods are
+        // upper-case; anything else is refused.
+        let method = req.method.as_str();
+        if method.bytes().any(|b| b.is_ascii_lowercase()) {
+            ctx.outcome = Outcome::BadRequest;
+            session.set_keepalive(None);
+            fixed(400, body::INVALID_REQUEST).send(session).await?;
+            return Ok(true);
+        }
         if req.method == http::Method::TRACE || req.method == http::Method::CONNECT {
             ctx.outcome = Outcome::BadRequest;
             fixed(405, body::METHOD_NOT_ALLOWED).send(session).await?;
@@ -263,7 +271,14 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        crate::headers::set_forwarded(up, peer, ctx.peer_trusted, self.proto, &st.public_host);
+        crate::headers::strip_url_overrides(up);
+        crate::headers::set_forwarded(
+            up,
+            peer,
+            ctx.peer_trusted,
+            st.config.server.public_url.scheme(),
+            &st.public_host,
+        );
         match (&ctx.identity, ctx.outcome) {
             (Some((_, live)), Outcome::Allowed) => crate::headers::inject_identity(up, live)?,
             (None, Outcome::Public) => {}
@@ -301,6 +316,48 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Upstream → client chunks, including upgraded (WebSocket) traffic:
+    /// a connection of a session that ended is cut at its next frame.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        self.session_still_alive(ctx, body)?;
+        Ok(None)
+    }
+
+    /// Client → upstream chunks: the same rule in the other direction.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.session_still_alive(ctx, body)
+    }
+
+    /// What pingora prints in its error lines: method and path only, never
+    /// the query (it may carry tokens).
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+
+    /// Errors a client causes (bad framing, hop-by-hop abuse, resets) are
+    /// not the operator's problem: logged at info by us, not as ERROR.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        if error.esource() == &pingora::ErrorSource::Downstream {
+            tracing::info!(error = ?error.etype(), "Client request failed.");
+            true
+        } else {
+            false
+        }
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
@@ -315,7 +372,16 @@ impl ProxyHttp for Gateway {
         };
         if code == 502 || e.esource() == &pingora::ErrorSource::Upstream {
             ctx.outcome = Outcome::UpstreamError;
+        } else if e.esource() == &pingora::ErrorSource::Downstream {
+            ctx.outcome = Outcome::BadRequest;
         }
+        // A response that already started (a stream cut because its session
+        // ended) cannot get another status line: just close.
+        let code = if session.response_written().is_some() {
+            0
+        } else {
+            code
+        };
         if code > 0 {
             let body = match code {
                 502 => body::BAD_GATEWAY,
@@ -352,6 +418,21 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[name, ctx.outcome.label()])
                 .inc();
         }
+    }
+}
+
+impl Gateway {
+    fn session_still_alive(&self, ctx: &Ctx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+        if let Some((sid, _)) = &ctx.identity {
+            if !self.state.store.alive(*sid) {
+                *body = None;
+                return Err(Error::explain(
+                    ErrorType::Custom("session ended"),
+                    "the session of this connection ended",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -94,12 +94,14 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         if seg.is_empty() {
             continue;
         }
-        let name = seg.split(';').next().unwrap_or(seg);
-        if name == "." && (seg.len() == 1 || seg.as_bytes()[1] == b';') {
+        // `;` starts path parameters (Tomcat, Jetty); some upstreams also
+        // decode `%3B` first, so `..%3Bx` must count as `..` here too.
+        let name = segment_name(seg);
+        if name == "." {
             last_was_dot = true;
             continue;
         }
-        if name == ".." && (seg.len() == 2 || seg.as_bytes()[2] == b';') {
+        if name == ".." {
             if out.pop().is_none() {
                 return Err(PathError::AboveRoot);
             }
@@ -119,6 +121,32 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     Ok(path)
 }
 
+/// A segment without its path parameters (`;x`, or `%3Bx`).
+fn segment_name(seg: &str) -> &str {
+    let semi = seg.find(';').unwrap_or(seg.len());
+    let enc = seg
+        .as_bytes()
+        .windows(3)
+        .position(|w| w[0] == b'%' && w[1] == b'3' && w[2].eq_ignore_ascii_case(&b'b'))
+        .unwrap_or(seg.len());
+    &seg[..semi.min(enc)]
+}
+
+/// A segment as a lenient upstream reads it: without path parameters,
+/// without the trailing dots and spaces Windows/IIS ignore (`admin.`,
+/// `admin%20`). Compared ASCII case-insensitively by the caller.
+fn lenient_segment(seg: &str) -> &str {
+    let mut s = segment_name(seg);
+    loop {
+        let t = s.trim_end_matches('.');
+        let t = t.strip_suffix("%20").unwrap_or(t);
+        if t.len() == s.len() || t.is_empty() {
+            return if t.is_empty() { s } else { t };
+        }
+        s = t;
+    }
+}
+
 /// `path` is `prefix` or below it, on a segment boundary, exactly.
 pub fn under(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
@@ -127,8 +155,10 @@ pub fn under(path: &str, prefix: &str) -> bool {
     path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
 }
 
-/// Route matching: segment-wise, ASCII case-insensitive, `;params` ignored.
-fn route_matches(path: &str, prefix: &str) -> bool {
+/// Lenient matching, used wherever matching MORE is the safe side (routes
+/// and their roles, logout paths): segment-wise, ASCII case-insensitive,
+/// path parameters and trailing dots/spaces ignored.
+pub fn lenient_under(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
     }
@@ -139,8 +169,7 @@ fn route_matches(path: &str, prefix: &str) -> bool {
             (None, _) => return true,
             (Some(_), None) => return false,
             (Some(w), Some(h)) => {
-                let h = h.split(';').next().unwrap_or(h);
-                if !w.eq_ignore_ascii_case(h) {
+                if !w.eq_ignore_ascii_case(lenient_segment(h)) {
                     return false;
                 }
             }
@@ -165,7 +194,10 @@ impl Route {
     }
 
     pub fn is_logout_path(&self, path: &str) -> bool {
-        self.config.logout_paths.iter().any(|p| under(path, p))
+        self.config
+            .logout_paths
+            .iter()
+            .any(|p| lenient_under(path, p))
     }
 
     pub fn activity(&self) -> ActivityMode {
@@ -194,7 +226,7 @@ impl RouteTable {
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes
             .iter()
-            .find(|r| route_matches(path, &r.config.path_prefix))
+            .find(|r| lenient_under(path, &r.config.path_prefix))
     }
 
     pub fn get(&self, index: usize) -> Option<&Route> {
@@ -227,6 +259,9 @@ mod tests {
             ("/a/.;x/b", "/a/b"),
             ("/a/..;x/b", "/b"),
             ("/public;x/../admin", "/admin"),
+            ("/public/..%3b/x", "/x"),
+            ("/public/..%3Bjsessionid=1/x", "/x"),
+            ("/a/.%3B/b", "/a/b"),
             ("/a%20b", "/a%20b"),
             ("/a%3fb", "/a%3Fb"),
             ("/x/..", "/"),
@@ -289,6 +324,15 @@ mod tests {
         assert_eq!(t.find("/ADMIN/x").unwrap().name(), "admin");
         assert_eq!(t.find("/admin;jsessionid=1/x").unwrap().name(), "admin");
         assert_eq!(t.find("/administrator").unwrap().name(), "app");
+        for trick in [
+            "/admin./x",
+            "/admin%20/x",
+            "/admin.%20./x",
+            "/Admin;a=b/x",
+            "/admin%3Bx/y",
+        ] {
+            assert_eq!(t.find(trick).unwrap().name(), "admin", "{trick}");
+        }
         let app = t.find("/public/x").unwrap();
         assert!(app.is_public("/public/x") && app.is_public("/public"));
         assert!(

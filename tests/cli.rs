@@ -215,3 +215,75 @@ fn a_taken_port_is_a_clear_runtime_error() {
         "{out}"
     );
 }
+
+#[test]
+fn a_tls_key_that_does_not_fit_the_certificate_is_caught_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = valid_config(dir.path());
+    let other = dir.path().join("other");
+    let (code, _) = run(&["gen-keys", "--dir", other.to_str().unwrap()], None);
+    assert_eq!(code, 0);
+    let d = dir.path().display().to_string();
+    let bad = good.replace(
+        &format!("{d}/certs/tls-key.pem"),
+        &format!("{d}/other/tls-key.pem"),
+    );
+    let path = dir.path().join("mismatch.yaml");
+    std::fs::write(&path, bad).unwrap();
+    for cmd in ["check-config", "run"] {
+        let (code, out) = run(&[cmd, "-c", path.to_str().unwrap()], None);
+        assert_eq!(code, 2, "{cmd}: {out}");
+        assert!(
+            out.contains("tls.key: ") && out.contains("does not fit the certificate"),
+            "{cmd}: {out}"
+        );
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    let dir_as_cert = good.replace(&format!("{d}/certs/tls-cert.pem"), &format!("{d}/certs"));
+    std::fs::write(&path, dir_as_cert).unwrap();
+    let (code, out) = run(&["check-config", "-c", path.to_str().unwrap()], None);
+    assert_eq!(code, 2);
+    assert!(out.contains("is a directory"), "{out}");
+}
+
+#[test]
+fn user_file_mistakes_get_messages_that_say_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = valid_config(dir.path());
+    let huge = "$argon2id$v=19$m=4294967295,t=2,p=1$c2FsdHNhbHRzYWx0$0bWcFSBKsPp2NRvHsLzh3s9cJ0NB4zX9rCsAyaRgx5w";
+    std::fs::write(
+        dir.path().join("users.yaml"),
+        format!("users:\n  - username: off\n    password_hash: \"{huge}\"\n"),
+    )
+    .unwrap();
+    let path = dir.path().join("u.yaml");
+    std::fs::write(&path, good).unwrap();
+    let (code, out) = run(&["check-config", "-c", path.to_str().unwrap()], None);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("users[0].username: expected a string, found the boolean false")
+            && out.contains("quote"),
+        "{out}"
+    );
+    assert!(!out.contains("`` is not a username"), "{out}");
+    assert!(
+        out.contains("users[0].password_hash: ") && out.contains("m=4294967295"),
+        "{out}"
+    );
+}
+
+#[test]
+fn absurd_durations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = valid_config(dir.path())
+        .replace("idle_timeout: 60s", "idle_timeout: 18446744073709552s")
+        .replace("access_token_ttl: 60s", "access_token_ttl: 500000000y");
+    let path = dir.path().join("d.yaml");
+    std::fs::write(&path, bad).unwrap();
+    let (code, out) = run(&["check-config", "-c", path.to_str().unwrap()], None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("auth.idle_timeout: ") && out.contains("auth.access_token_ttl: "),
+        "{out}"
+    );
+}

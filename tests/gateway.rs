@@ -124,6 +124,30 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     assert!(header_values(&echo, "connection")
         .iter()
         .all(|v| !v.to_ascii_lowercase().contains("x-auth")));
+    // URL-override and RFC 7239 headers a client sends are not forwarded
+    let echo: Value = gw
+        .client
+        .get(gw.url("/public/x"))
+        .header("X-Original-URL", "/admin")
+        .header("X-Rewrite-URL", "/admin")
+        .header("Forwarded", "for=6.6.6.6;host=evil.example")
+        .header("X-Forwarded-For", "6.6.6.6")
+        .header("X-Forwarded-Host", "evil.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for h in ["x-original-url", "x-rewrite-url", "forwarded"] {
+        assert!(header_values(&echo, h).is_empty(), "{h} forwarded");
+    }
+    assert_eq!(header_values(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(
+        header_values(&echo, "x-forwarded-host"),
+        vec![format!("localhost:{}", gw.port)]
+    );
+    assert_eq!(header_values(&echo, "x-forwarded-proto"), vec!["https"]);
     // public path: none arrive at all
     let echo: Value = spoof(gw.client.get(gw.url("/public/x")))
         .send()
@@ -420,6 +444,18 @@ async fn the_apps_logout_path_and_header_end_the_gateway_session() {
         .get_all("set-cookie")
         .iter()
         .any(|c| c.to_str().unwrap().starts_with("__Host-authgate=;")));
+    assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 401);
+    // the app's own spelling of its logout link ends the session too
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        gw.get_bearer("/APP/Logout;jsessionid=0AB1", &token)
+            .await
+            .status(),
+        200
+    );
     assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 401);
 }
 
@@ -782,7 +818,7 @@ async fn ambiguous_paths_are_refused_and_dot_segments_cannot_reach_private_paths
 }
 
 #[tokio::test]
-async fn trace_is_refused() {
+async fn trace_and_lower_case_methods_are_refused() {
     let gw = Gateway::start().await;
     let r = gw
         .client
@@ -791,6 +827,15 @@ async fn trace_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+    for m in ["trace", "get", "Post"] {
+        let req = format!("{m} /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let resp = raw_tls(gw.dir.path(), gw.port, req.as_bytes()).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 400"),
+            "{m}: {}",
+            resp.lines().next().unwrap_or("")
+        );
+    }
 }
 
 #[tokio::test]
@@ -813,6 +858,9 @@ async fn required_roles_give_403_to_users_without_them() {
     // case and ;params do not escape the admin route
     assert_eq!(gw.get_bearer("/ADMIN/x", &alice).await.status(), 403);
     assert_eq!(gw.get_bearer("/admin;x=1/x", &alice).await.status(), 403);
+    for trick in ["/admin./x", "/admin%20/x", "/admin%2e/x", "/Admin.%20/x"] {
+        assert_eq!(gw.get_bearer(trick, &alice).await.status(), 403, "{trick}");
+    }
     let bob = gw
         .signin("Bob", BOB_PASSWORD)
         .await
@@ -1200,4 +1248,221 @@ fn current_hash(gw: &Gateway, user: &str) -> String {
     let rest = &text[at..];
     let start = rest.find("password_hash: \"").unwrap() + "password_hash: \"".len();
     rest[start..start + rest[start..].find('"').unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn cross_origin_posts_to_gateway_endpoints_are_refused() {
+    let gw = Gateway::start().await;
+    let form = format!("username=alice&password={PASSWORD}");
+    let post = |origin: Option<&str>, site: Option<&str>| {
+        let mut rb = gw
+            .client
+            .post(gw.url("/auth/signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone());
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        if let Some(s) = site {
+            rb = rb.header("sec-fetch-site", s);
+        }
+        rb.send()
+    };
+    // login CSRF from another site
+    let r = post(Some("https://evil.example"), Some("cross-site"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(post(Some("null"), None).await.unwrap().status(), 403);
+    assert_eq!(post(None, Some("cross-site")).await.unwrap().status(), 403);
+    assert_eq!(post(None, Some("same-site")).await.unwrap().status(), 403);
+    // our own origin works
+    let own = format!("https://localhost:{}", gw.port);
+    let r = post(Some(&own), Some("same-origin")).await.unwrap();
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn logout_with_a_forged_refresh_token_ends_nothing() {
+    let gw = Gateway::start().await;
+    let login = gw.login().await;
+    let access = login["access_token"].as_str().unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut raw = b64
+        .decode(jwt_claims(access)["sid"].as_str().unwrap())
+        .unwrap();
+    raw.extend_from_slice(&[7u8; 32]);
+    let forged = b64.encode(raw);
+    let r = gw
+        .client
+        .post(gw.url("/auth/logout"))
+        .json(&serde_json::json!({"refresh_token": forged}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        gw.get_bearer("/app/x", access).await.status(),
+        200,
+        "a forged refresh token logged the user out"
+    );
+    let r = gw
+        .client
+        .post(gw.url("/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": forged}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "invalid");
+    // the real one does log out
+    let r = gw
+        .client
+        .post(gw.url("/auth/logout"))
+        .json(&serde_json::json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(gw.get_bearer("/app/x", access).await.status(), 401);
+}
+
+#[tokio::test]
+async fn queries_never_reach_the_log() {
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = Gateway::start_with(Options {
+        upstream: Some(closed),
+        ..Default::default()
+    })
+    .await;
+    let r = gw
+        .client
+        .get(gw.url("/public/x?access_token=SECRET-IN-QUERY"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    assert!(log.contains("Upstream request failed"), "{log}");
+    assert!(
+        !log.contains("SECRET-IN-QUERY"),
+        "the query was logged:\n{log}"
+    );
+    assert!(!log.contains("\u{1b}["), "colour codes in a log file");
+}
+
+/// An upstream that streams forever: chunked ticks, or after a WebSocket
+/// upgrade raw frames, every 100 ms.
+fn streaming_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut byte = [0u8; 1];
+                while !buf.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    buf.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let ws = head.contains("upgrade: websocket");
+                let first: &[u8] = if ws {
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                };
+                if conn.write_all(first).is_err() {
+                    return;
+                }
+                loop {
+                    let frame: &[u8] = if ws {
+                        b"\x81\x04tick"
+                    } else {
+                        b"6\r\ntick\n\n\r\n"
+                    };
+                    if conn.write_all(frame).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn streams_and_websockets_are_cut_when_the_session_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = streaming_upstream();
+    let gw = Gateway::start_with(Options {
+        upstream: Some(up),
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // a streaming response
+    let mut stream = gw.get_bearer("/app/events", &token).await;
+    assert_eq!(stream.status(), 200);
+    assert!(stream.chunk().await.unwrap().is_some());
+    // a WebSocket
+    let mut ws = tls_stream(&gw).await;
+    let req = format!("GET /app/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n");
+    ws.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = ws.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    let r = gw
+        .client
+        .post(gw.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // both end within a few frames (100 ms apart), not whenever the upstream stops
+    let cut = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(cut.is_ok(), "the stream kept flowing after logout");
+    let cut = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match ws.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the WebSocket kept flowing after logout");
+}
+
+/// The upgrade request without a token is refused before any byte goes upstream.
+#[tokio::test]
+async fn an_unauthenticated_upgrade_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start().await;
+    let mut ws = tls_stream(&gw).await;
+    ws.write_all(b"GET /app/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = ws.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
 }

@@ -58,6 +58,13 @@ pub async fn handle(
 ) -> pingora::Result<()> {
     let method = session.req_header().method.clone();
     use http::Method;
+    if method == Method::POST && !same_origin(st, session.req_header()) {
+        tracing::info!(client = ?client_ip, path, "Refused a cross-origin POST to a gateway endpoint.");
+        if classify(st, path) == Endpoint::Signin {
+            metrics::SIGNIN.with_label_values(&["bad_request"]).inc();
+        }
+        return fixed(403, body::FORBIDDEN_ORIGIN).send(session).await;
+    }
     let reply = match (classify(st, path), method) {
         (Endpoint::Signin, Method::POST) => signin(st, session, client_ip).await,
         (Endpoint::Refresh, Method::POST) => refresh(st, session).await,
@@ -79,6 +86,24 @@ pub async fn handle(
         (_, _) => fixed(405, body::METHOD_NOT_ALLOWED).with("allow", "GET"),
     };
     reply.send(session).await
+}
+
+/// CSRF defence for the gateway's own POST endpoints (login CSRF
+/// included): a browser's `Origin` must be `public_url`'s origin; without
+/// `Origin`, `Sec-Fetch-Site` must not say cross-site. Clients that send
+/// neither (curl, servers) are not browsers and pass.
+pub fn same_origin(st: &State, req: &pingora::http::RequestHeader) -> bool {
+    if let Some(origin) = req.headers.get(http::header::ORIGIN) {
+        return origin
+            .as_bytes()
+            .eq_ignore_ascii_case(st.public_origin.as_bytes());
+    }
+    match req.headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+        None => true,
+        Some(site) => {
+            site.eq_ignore_ascii_case(b"same-origin") || site.eq_ignore_ascii_case(b"none")
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,8 +542,7 @@ async fn logout(st: &State, session: &mut Session) -> Reply {
             body_refresh
                 .as_deref()
                 .or_else(|| crate::headers::cookie(req, &st.config.auth.cookie.refresh_name))
-                .and_then(crate::session::parse_refresh_token)
-                .map(|(sid, _)| sid)
+                .and_then(|t| st.store.session_of_refresh_token(t))
         });
     if let Some(sid) = sid {
         st.store.end(sid, EndReason::Logout);

@@ -124,8 +124,9 @@ impl Keys {
                         c.err(
                             "auth.jwt.signing_key",
                             format!(
-                                "cannot read {}: {e} (create one with `authgate gen-keys`)",
-                                path.display()
+                                "cannot read {}: {e} ({})",
+                                path.display(),
+                                key_hint(algorithm)
                             ),
                         );
                         return None;
@@ -329,14 +330,23 @@ fn verifying_key(
         .map_err(|_| format!("not a PEM public key (or former signing key) for {alg:?}"))
 }
 
+/// How to make a signing key for `algorithm`.
+fn key_hint(algorithm: JwtAlgorithm) -> &'static str {
+    match algorithm {
+        JwtAlgorithm::EdDSA => "create one with `authgate gen-keys`",
+        JwtAlgorithm::ES256 => "create one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out FILE`",
+        JwtAlgorithm::RS256 => "create one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out FILE`",
+        JwtAlgorithm::HS256 => "HS256 uses auth.jwt.secret_file",
+    }
+}
+
 /// The encoding key, the matching decoding key and the public JWK.
 fn signing_pair(
     algorithm: JwtAlgorithm,
     alg: Algorithm,
     pem: &[u8],
 ) -> Result<(EncodingKey, DecodingKey, Jwk), String> {
-    let bad =
-        |what: &str| format!("not a PEM {what} private key (create one with `authgate gen-keys`)");
+    let bad = |what: &str| format!("not a PEM {what} private key ({})", key_hint(algorithm));
     match algorithm {
         JwtAlgorithm::EdDSA => {
             let enc = EncodingKey::from_ed_pem(pem).map_err(|_| bad("Ed25519 (PKCS#8)"))?;

@@ -80,13 +80,27 @@ impl Users {
         for (i, v) in list.into_iter().enumerate() {
             let base = format!("users[{i}]");
             let mut s = Section::new(c, &base, Some(v), USER_KEYS);
-            let username = s.string(c, "username", "");
+            let username = s.opt_string(c, "username");
             let hash = s.string(c, "password_hash", "");
             let roles = s.string_list(c, "roles");
             let disabled = s.bool(c, "disabled", false);
             s.finish(c);
             let mut ok = true;
-            if !valid_username(&username) {
+            let username = match username {
+                Some(u) => u,
+                None => {
+                    if !c
+                        .problems
+                        .iter()
+                        .any(|p| p.key == format!("{base}.username"))
+                    {
+                        c.err(format!("{base}.username"), "is required");
+                    }
+                    ok = false;
+                    String::new()
+                }
+            };
+            if ok && !valid_username(&username) {
                 c.err(
                     format!("{base}.username"),
                     format!("`{username}` is not a username ([A-Za-z0-9._@-], 1-64 characters)"),
@@ -94,7 +108,12 @@ impl Users {
                 ok = false;
             }
             match argon2::PasswordHash::new(&hash) {
-                Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+                Ok(h) if h.algorithm.as_str() == "argon2id" => {
+                    if let Err(msg) = check_params(&h) {
+                        c.err(format!("{base}.password_hash"), msg);
+                        ok = false;
+                    }
+                }
                 Ok(_) => {
                     c.err(
                         format!("{base}.password_hash"),
@@ -159,6 +178,27 @@ impl Users {
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
+}
+
+/// Largest argon2 cost accepted: beyond it a signin would take seconds or
+/// gigabytes (and a hash with absurd parameters could never verify).
+const MAX_M_KIB: u32 = 1024 * 1024;
+const MAX_T: u32 = 64;
+const MAX_P: u32 = 16;
+
+fn check_params(h: &argon2::PasswordHash) -> Result<(), String> {
+    let p = argon2::Params::try_from(h).map_err(|e| {
+        format!(
+            "has invalid argon2 parameters ({e}); create a new hash with `authgate hash-password`"
+        )
+    })?;
+    if p.m_cost() > MAX_M_KIB || p.t_cost() > MAX_T || p.p_cost() > MAX_P {
+        return Err(format!(
+            "has argon2 parameters m={}, t={}, p={} beyond what authgate verifies (m ≤ {MAX_M_KIB}, t ≤ {MAX_T}, p ≤ {MAX_P}); create a new hash with `authgate hash-password`",
+            p.m_cost(), p.t_cost(), p.p_cost()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+/// No duration in the config may exceed this (larger values would only
+/// overflow cookie ages and millisecond arithmetic).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// One problem in one file: printed as `FILE: key.path: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -219,6 +223,13 @@ impl Section {
         match self.take(k)? {
             Value::String(s) => Some(s),
             Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => {
+                c.err(
+                    self.key(k),
+                    format!("expected a string, found the boolean {b} (YAML reads yes/no/on/off/true/false as booleans: quote the value)"),
+                );
+                None
+            }
             other => {
                 c.err(
                     self.key(k),
@@ -272,6 +283,16 @@ impl Section {
         match self.take(k) {
             None => default,
             Some(Value::String(s)) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if d > MAX_DURATION => {
+                    c.err(
+                        key,
+                        format!(
+                            "`{s}` is longer than any sensible setting (at most {})",
+                            humantime::format_duration(MAX_DURATION)
+                        ),
+                    );
+                    default
+                }
                 Ok(d) => d,
                 Err(e) => {
                     c.err(

@@ -28,6 +28,10 @@ const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(8 * 3600);
 const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// An access token is a bearer credential that cannot be recalled from
+/// third parties: keep it short.
+const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3600);
+const MAX_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
 const DEFAULT_REUSE_GRACE: Duration = Duration::from_secs(10);
 /// Long enough for every tab of a browser to retry with the same token,
 /// short enough that a stolen predecessor is useless soon after.
@@ -339,6 +343,17 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
     for (k, d) in positive {
         if d < Duration::from_secs(1) {
             c.err(k, "must be at least 1s");
+        }
+    }
+    for (k, d, max) in [
+        ("auth.access_token_ttl", access_token_ttl, MAX_ACCESS_TTL),
+        ("auth.idle_timeout", idle_timeout, MAX_IDLE),
+    ] {
+        if d > max {
+            c.err(
+                k,
+                format!("must be at most {}", humantime::format_duration(max)),
+            );
         }
     }
     if access_token_ttl > max_session_lifetime {
@@ -706,9 +721,10 @@ fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthCon
                 );
             }
         }
-        // A later route whose prefix an earlier one already covers is dead.
+        // A later route whose prefix an earlier one already covers is dead
+        // (routes match case-insensitively: see routes::lenient_under).
         for (k, earlier) in routes[..i].iter().enumerate() {
-            if within(&r.path_prefix, &earlier.path_prefix) {
+            if crate::routes::lenient_under(&r.path_prefix, &earlier.path_prefix) {
                 c.err(
                     format!("routes[{i}].path_prefix"),
                     format!(
@@ -829,6 +845,16 @@ mod tests {
         ] {
             assert!(load(text).is_err(), "{text:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_route_shadowed_in_another_case_is_an_error() {
+        let text = "routes:\n  - name: a\n    path_prefix: /API\n    upstream: http://127.0.0.1:1\n  - name: b\n    path_prefix: /api/admin\n    upstream: http://127.0.0.1:1\n    required_roles: [admin]\n";
+        let msg = load(text).unwrap_err().to_string();
+        assert!(
+            msg.contains("routes[1].path_prefix: `/api/admin` can never match"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -264,6 +264,26 @@ impl MemoryStore {
         Err(due.deny_reason())
     }
 
+    /// True while a session may keep a long-lived connection (WebSocket,
+    /// stream) open: it exists and has not ended. A session that is due to
+    /// end (idle, lifetime, refresh deadline) is ended here. An expired but
+    /// refreshable session stays alive.
+    pub fn alive(&self, id: SessionId) -> bool {
+        let now = self.clock.now_ms();
+        let due = match self.sessions.get(&id) {
+            None => return false,
+            Some(s) if s.ended.is_some() => return false,
+            Some(s) => s.due_end(&self.settings, now),
+        };
+        match due {
+            None => true,
+            Some(reason) => {
+                self.end(id, reason);
+                false
+            }
+        }
+    }
+
     /// Records activity without any other check (the caller just checked).
     pub fn touch(&self, id: SessionId) {
         if let Some(sess) = self.sessions.get(&id) {
@@ -287,7 +307,10 @@ impl MemoryStore {
             return false;
         }
         sess.ended = Some((reason, now));
-        sess.rotation = None;
+        if let Some(rot) = sess.rotation.take() {
+            // Keep recognising the predecessor (see `issued`).
+            sess.retired.push(rot.prev_hash);
+        }
         let user = sess.user.clone();
         drop(sess);
         metrics::SESSIONS_ENDED
@@ -430,6 +453,11 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let outcome = {
             let sess = self.sessions.get(&id).ok_or(GrantError::Invalid)?;
+            // Only a token this session really issued learns anything about
+            // it: a forged one (right session id, random rest) is "invalid".
+            if !sess.issued(&hash) {
+                return Err(GrantError::Invalid);
+            }
             if let Some((reason, _)) = sess.ended {
                 return Err(GrantError::Ended(reason.deny_reason()));
             }
@@ -559,6 +587,16 @@ impl MemoryStore {
             .collect()
     }
 
+    /// The session a presented refresh token really belongs to (logout by
+    /// refresh token); None for unknown or forged tokens.
+    pub fn session_of_refresh_token(&self, token: &str) -> Option<SessionId> {
+        let (id, hash) = parse_refresh_token(token)?;
+        self.sessions
+            .get(&id)
+            .filter(|s| s.issued(&hash))
+            .map(|_| id)
+    }
+
     /// Ends the session with this digest (admin API); false if none is live.
     pub fn end_by_digest(&self, digest: &str, reason: EndReason) -> bool {
         let id = self
@@ -630,6 +668,17 @@ impl MemoryStore {
 }
 
 impl Session {
+    /// True if `hash` is of a refresh token this session issued: the
+    /// current one, its predecessor, or a retired one.
+    fn issued(&self, hash: &[u8; 32]) -> bool {
+        ct_eq(&self.refresh_hash, hash)
+            || self
+                .rotation
+                .as_ref()
+                .is_some_and(|r| ct_eq(&r.prev_hash, hash))
+            || self.retired.iter().any(|h| ct_eq(h, hash))
+    }
+
     fn ticket(
         &self,
         id: SessionId,
@@ -799,6 +848,26 @@ mod tests {
             DenyReason::Revoked
         );
         assert!(rotate(&st, &first.refresh_token).is_err());
+    }
+
+    #[test]
+    fn forged_refresh_tokens_learn_nothing_and_end_nothing() {
+        let (st, _) = store(ConcurrentPolicy::Allow, 1);
+        let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
+        let (forged, _) = new_refresh_token(c.id);
+        assert_eq!(st.session_of_refresh_token(&forged), None);
+        assert_eq!(st.session_of_refresh_token(&c.refresh_token), Some(c.id));
+        assert_eq!(rotate(&st, &forged).unwrap_err(), GrantError::Invalid);
+        assert!(
+            st.check(c.id, c.expires_at, false).is_ok(),
+            "a forged token ended the session"
+        );
+        st.end(c.id, EndReason::Logout);
+        assert_eq!(rotate(&st, &forged).unwrap_err(), GrantError::Invalid);
+        assert_eq!(
+            rotate(&st, &c.refresh_token).unwrap_err(),
+            GrantError::Ended(DenyReason::Logout)
+        );
     }
 
     #[test]
