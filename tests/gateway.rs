@@ -286,17 +286,7 @@ async fn xhr_polling_of_an_ignored_path_does_not_keep_a_session_alive() {
     })
     .await;
     let r = gw.signin("alice", PASSWORD).await;
-    let pair = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("__Host-authgate="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let pair = cookie_pair(&r, "__Host-authgate");
     // cookie XHR (not a navigation) under activity: interactive does not count
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -366,17 +356,7 @@ async fn refresh_rotates_and_the_old_token_fails_after_the_grace() {
 async fn refresh_by_cookie_resets_the_cookies_and_omits_the_token() {
     let gw = Gateway::start().await;
     let r = gw.signin("alice", PASSWORD).await;
-    let refresh_pair = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("__Secure-authgate-refresh="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let refresh_pair = cookie_pair(&r, "__Secure-authgate-refresh");
     let r = gw
         .client
         .post(gw.url("/auth/refresh"))
@@ -691,17 +671,7 @@ async fn form_signin_redirects_only_to_our_own_origin() {
             .unwrap();
         assert_eq!(r.status(), 303, "rd {rd}");
         assert_eq!(r.headers()["location"], want, "rd {rd}");
-        let tok = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .find(|c| c.starts_with("__Host-authgate="))
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
+        let tok = cookie_pair(&r, "__Host-authgate");
         gw.client
             .post(gw.url("/auth/logout"))
             .header("cookie", tok)
@@ -926,17 +896,7 @@ async fn expired_cookie_token_is_renewed_in_line_and_bearer_is_not() {
     })
     .await;
     let r = gw.signin("alice", PASSWORD).await;
-    let pair = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("__Host-authgate="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let pair = cookie_pair(&r, "__Host-authgate");
     let body: Value = r.json().await.unwrap();
     tokio::time::sleep(Duration::from_millis(3600)).await; // past exp + 1 s leeway
     let bearer = gw

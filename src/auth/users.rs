@@ -55,21 +55,11 @@ const USER_KEYS: &[&str] = &["username", "password_hash", "roles", "disabled"];
 
 impl Users {
     pub fn load(path: &Path) -> Result<Users, Problems> {
-        let mut c = Collector::new(path);
-        let users = file::read_yaml(path, &mut c).map(|t| Self::build(t, &mut c));
-        match users {
-            Some(u) if c.problems.is_empty() => Ok(u),
-            _ => Err(Problems(c.problems)),
-        }
+        Self::from_str(&file::read_text(path)?, path)
     }
 
     pub fn from_str(text: &str, path: &Path) -> Result<Users, Problems> {
-        let mut c = Collector::new(path);
-        let users = file::parse_yaml(text, &mut c).map(|t| Self::build(t, &mut c));
-        match users {
-            Some(u) if c.problems.is_empty() => Ok(u),
-            _ => Err(Problems(c.problems)),
-        }
+        file::parse_with(text, path, |tree, c| Some(Self::build(tree, c)))
     }
 
     fn build(tree: Value, c: &mut Collector) -> Users {

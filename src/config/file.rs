@@ -79,17 +79,31 @@ impl Collector {
     }
 }
 
-/// Reads and parses a YAML file into a tree. `${NAME}` in string values is
-/// replaced by the environment variable NAME (a missing variable is a problem).
-pub fn read_yaml(path: &Path, c: &mut Collector) -> Option<Value> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            c.err("", format!("cannot read the file: {e}"));
-            return None;
-        }
-    };
-    parse_yaml(&text, c)
+/// Reads a config file's text; an unreadable file is a problem of its own.
+pub fn read_text(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.to_path_buf(),
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })
+}
+
+/// Parses YAML text and builds a value from the tree, collecting every
+/// problem of both steps. `${NAME}` in strings is replaced by the
+/// environment variable NAME (a missing variable is a problem).
+pub fn parse_with<T>(
+    text: &str,
+    path: &Path,
+    build: impl FnOnce(Value, &mut Collector) -> Option<T>,
+) -> Result<T, Problems> {
+    let mut c = Collector::new(path);
+    let built = parse_yaml(text, &mut c).and_then(|tree| build(tree, &mut c));
+    match built {
+        Some(v) if c.problems.is_empty() => Ok(v),
+        _ => Err(Problems(c.problems)),
+    }
 }
 
 pub fn parse_yaml(text: &str, c: &mut Collector) -> Option<Value> {

@@ -163,29 +163,12 @@ pub struct DemoConfig {
 impl Config {
     /// Reads and validates the config file. Files it names are not read here.
     pub fn load(path: &Path) -> Result<Config, Problems> {
-        let mut c = file::Collector::new(path);
-        let tree = file::read_yaml(path, &mut c);
-        let config = tree.and_then(|t| validate::build(t, path, &mut c));
-        match config {
-            Some(cfg) if c.problems.is_empty() => Ok(cfg),
-            _ => Err(Problems(c.problems)),
-        }
+        Self::from_str(&file::read_text(path)?, path)
     }
 
     /// Parses config text (tests and tools); `path` is only used in messages.
     pub fn from_str(text: &str, path: &Path) -> Result<Config, Problems> {
-        let mut c = file::Collector::new(path);
-        let tree = file::parse_yaml(text, &mut c);
-        let config = tree.and_then(|t| validate::build(t, path, &mut c));
-        match config {
-            Some(cfg) if c.problems.is_empty() => Ok(cfg),
-            _ => Err(Problems(c.problems)),
-        }
-    }
-
-    /// The path of `{auth.path_prefix}/{rest}`.
-    pub fn auth_path(&self, rest: &str) -> String {
-        format!("{}/{}", self.auth.path_prefix, rest)
+        file::parse_with(text, path, |tree, c| validate::build(tree, path, c))
     }
 }
 

@@ -368,6 +368,20 @@ pub fn client_for(dir: &Path, port: u16, cookies: bool) -> reqwest::Client {
         .unwrap()
 }
 
+/// `name=value` of the cookie `name` set by a response.
+pub fn cookie_pair(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// The headers the upstream received, from whoami's echo.
 pub fn upstream_headers(echo: &Value) -> Vec<(String, String)> {
     echo["headers"]
