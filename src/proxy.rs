@@ -304,7 +304,11 @@ impl ProxyHttp for Gateway {
                 ctx.end_after = Some(*sid);
             }
         }
-        if ctx.end_after.is_some() {
+        if let Some(sid) = ctx.end_after {
+            // The upstream has answered: end the session before the client
+            // can send its next request (logging() runs after the response
+            // is written and only covers the case of a failed upstream).
+            st.store.end(sid, EndReason::Logout);
             for c in auth::clearing_cookies(st) {
                 resp.append_header("set-cookie", c)?;
             }
@@ -423,6 +427,11 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     fn session_still_alive(&self, ctx: &Ctx, body: &mut Option<bytes::Bytes>) -> Result<()> {
+        // A response that itself logs out (logout path, X-Auth-Logout) is
+        // delivered in full.
+        if ctx.end_after.is_some() {
+            return Ok(());
+        }
         if let Some((sid, _)) = &ctx.identity {
             if !self.state.store.alive(*sid) {
                 *body = None;
