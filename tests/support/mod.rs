@@ -91,6 +91,7 @@ pub struct Options {
     pub upstream: Option<SocketAddr>,
     /// Extra YAML lines under `auth:` (indented by two spaces).
     pub extra_auth: &'static str,
+    pub max_session_lifetime: &'static str,
 }
 
 impl Default for Options {
@@ -106,6 +107,7 @@ impl Default for Options {
             extra_routes: "",
             upstream: None,
             extra_auth: "",
+            max_session_lifetime: "1h",
         }
     }
 }
@@ -183,7 +185,7 @@ auth:
   access_token_ttl: {ttl}
   refresh_token_ttl: 1h
   idle_timeout: {idle}
-  max_session_lifetime: 1h
+  max_session_lifetime: {lifetime}
   cookie_auto_refresh: {auto}
   concurrent_sessions:
     policy: {policy}
@@ -207,6 +209,7 @@ auth:
         grace = o.refresh_reuse_grace,
         extra = o.extra_routes.replace("UPSTREAM", &upstream.to_string()),
         extra_auth = o.extra_auth,
+        lifetime = o.max_session_lifetime,
     )
 }
 
@@ -263,6 +266,26 @@ impl Gateway {
             "authgate did not start; log:\n{}",
             std::fs::read_to_string(dir.path().join("authgate.log")).unwrap_or_default()
         );
+    }
+
+    /// Wraps a gateway started elsewhere (in-process tests).
+    pub fn attach(
+        dir: tempfile::TempDir,
+        port: u16,
+        admin_port: u16,
+        config_path: PathBuf,
+        upstream: Upstream,
+        client: reqwest::Client,
+    ) -> Gateway {
+        Gateway {
+            dir,
+            port,
+            admin_port,
+            config_path,
+            upstream,
+            client,
+            child: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
