@@ -94,11 +94,15 @@ impl AdminApp {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (&req.method, segments.as_slice()) {
             (&http::Method::GET, ["admin", "sessions"]) => {
-                let user = req.uri.query().and_then(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "user")
-                        .map(|(_, v)| v.into_owned())
-                });
+                let user = req
+                    .uri
+                    .query()
+                    .and_then(|q| {
+                        form_urlencoded::parse(q.as_bytes())
+                            .find(|(k, _)| k == "user")
+                            .map(|(_, v)| v.into_owned())
+                    })
+                    .filter(|u| !u.is_empty());
                 let mut list = store.list(user.as_deref());
                 list.sort_by_key(|s| s.created_at);
                 list.truncate(MAX_LISTED);
@@ -119,7 +123,10 @@ impl AdminApp {
                 json(200, serde_json::json!({"sessions": sessions}))
             }
             (&http::Method::DELETE, ["admin", "sessions", digest]) => {
-                if store.end_by_digest(digest, crate::session::EndReason::Revoked) {
+                if store.end_by_digest(
+                    &digest.to_ascii_lowercase(),
+                    crate::session::EndReason::Revoked,
+                ) {
                     tracing::info!(session = %digest, "Session revoked by an administrator.");
                     reply(204, "application/json", Vec::new())
                 } else {

@@ -40,6 +40,9 @@ use crate::metrics;
 use crate::routes::{normalize_path, under};
 use crate::session::{DenyReason, EndReason, IssuedTokens, Live, SessionId};
 
+/// The error that cuts a long-lived connection whose session ended.
+const SESSION_ENDED: &str = "session ended";
+
 /// Upstream connect timeout: a dead upstream answers 502 quickly.
 const UPSTREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// An upstream that goes silent for this long mid-response is given up.
@@ -173,6 +176,11 @@ impl ProxyHttp for Gateway {
         }
         if route.is_public(&path) {
             ctx.outcome = Outcome::Public;
+            // A legacy app's logout URL is often public: it still logs the
+            // holder of a valid token out of the gateway.
+            if route.is_logout_path(&path) {
+                ctx.end_after = auth::signed_credential(st, req).map(|(v, _)| v.sid);
+            }
             return Ok(false);
         }
 
@@ -183,7 +191,7 @@ impl ProxyHttp for Gateway {
             .auth
             .activity_ignore_paths
             .iter()
-            .any(|p| under(&path, p));
+            .any(|p| crate::routes::lenient_under(&path, p));
         let unsafe_method = auth::is_unsafe_method(&req.method);
         let mode = route.activity();
         let decision = auth::authenticate(st, req, |via| {
@@ -289,7 +297,7 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -299,10 +307,12 @@ impl ProxyHttp for Gateway {
             .get("x-auth-logout")
             .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
         resp.remove_header("x-auth-logout");
-        if app_logout {
-            if let Some((sid, _)) = &ctx.identity {
-                ctx.end_after = Some(*sid);
-            }
+        if app_logout && ctx.end_after.is_none() {
+            ctx.end_after = match &ctx.identity {
+                Some((sid, _)) => Some(*sid),
+                // a public path: the credential, if any, names the session
+                None => auth::signed_credential(st, session.req_header()).map(|(v, _)| v.sid),
+            };
         }
         if let Some(sid) = ctx.end_after {
             // The upstream has answered: end the session before the client
@@ -354,6 +364,10 @@ impl ProxyHttp for Gateway {
     /// Errors a client causes (bad framing, hop-by-hop abuse, resets) are
     /// not the operator's problem: logged at info by us, not as ERROR.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        if error.etype() == &ErrorType::Custom(SESSION_ENDED) {
+            tracing::info!("Closed a stream or WebSocket whose session ended.");
+            return true;
+        }
         if error.esource() == &pingora::ErrorSource::Downstream {
             tracing::info!(error = ?error.etype(), "Client request failed.");
             true
@@ -392,7 +406,11 @@ impl ProxyHttp for Gateway {
                 400 => body::INVALID_REQUEST,
                 _ => body::INTERNAL,
             };
-            if let Err(err) = fixed(code, body).send(session).await {
+            let mut reply = fixed(code, body);
+            // Tokens renewed for this request must reach the browser even
+            // when the upstream failed, or its cookies fall behind.
+            add_renewal_cookies(&self.state, &mut reply.headers, &ctx.renewed);
+            if let Err(err) = reply.send(session).await {
                 tracing::debug!(error = %err, "Could not send the error response.");
             }
         }
@@ -436,7 +454,7 @@ impl Gateway {
             if !self.state.store.alive(*sid) {
                 *body = None;
                 return Err(Error::explain(
-                    ErrorType::Custom("session ended"),
+                    ErrorType::Custom(SESSION_ENDED),
                     "the session of this connection ended",
                 ));
             }

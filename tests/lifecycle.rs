@@ -380,6 +380,7 @@ async fn ignore_paths_and_session_reads_never_count_but_the_activity_endpoint_do
         tokio::time::sleep(Duration::from_millis(500)).await;
         // bearer requests count, except under activity.ignore_paths (/app/poll)
         let _ = gw.get_bearer("/app/poll", &polled).await;
+        let _ = gw.get_bearer("/APP/Poll", &polled).await; // case does not escape ignore_paths
         let _ = gw.get_bearer("/auth/session", &polled).await;
         let r = gw
             .client
@@ -457,5 +458,199 @@ async fn the_upstreams_x_auth_logout_header_ends_the_session() {
         .iter()
         .any(|c| c.to_str().unwrap().contains("Max-Age=0")));
     let r = gw.get_bearer("/app/x", &token).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "logout");
+}
+
+#[tokio::test]
+async fn a_user_disabled_while_their_signin_is_verified_gets_no_working_session() {
+    let gw = Gateway::start().await;
+    // keep the verifier busy so alice's signin waits in the queue
+    let flood: Vec<_> = (0..40)
+        .map(|_| {
+            let (c, u) = (gw.client.clone(), gw.url("/auth/signin"));
+            tokio::spawn(async move {
+                c.post(u)
+                    .json(&serde_json::json!({"username": "Bob", "password": BOB_PASSWORD}))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let alice = {
+        let (c, u) = (gw.client.clone(), gw.url("/auth/signin"));
+        tokio::spawn(async move {
+            c.post(u)
+                .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let text = std::fs::read_to_string(gw.dir.path().join("users.yaml")).unwrap();
+    gw.write_users(&text.replacen("roles: [user]\n", "roles: [user]\n    disabled: true\n", 1));
+    gw.signal(libc::SIGHUP);
+    let r = alice.await.unwrap();
+    if r.status() == 200 {
+        let token = r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // the reload may land after the signin: then it must revoke it
+        let mut refused = false;
+        for _ in 0..50 {
+            if gw.get_bearer("/app/x", &token).await.status() == 401 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(refused, "a disabled user kept a working session");
+    } else {
+        assert_eq!(r.status(), 401);
+    }
+    for f in flood {
+        let _ = f.await;
+    }
+}
+
+#[tokio::test]
+async fn a_browser_whose_cookie_fell_behind_another_refresh_is_renewed_not_bounced() {
+    let gw = Gateway::start_with(Options {
+        access_token_ttl: "2s",
+        refresh_reuse_grace: "1s",
+        ..Default::default()
+    })
+    .await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let cookie = cookie_pair(&r, "__Host-authgate");
+    let body: Value = r.json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // the same session refreshed through the JSON API (e.g. a script)
+    assert_eq!(
+        refresh(&gw, body["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await; // cookie token expired, grace over
+    let r = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "an active browser was bounced: {:?}",
+        r.headers().get("location")
+    );
+    let renewed = cookie_pair(&r, "__Host-authgate");
+    let r = gw
+        .client
+        .get(gw.url("/app/next"))
+        .header("cookie", renewed)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn the_end_reason_outlives_the_last_tokens_expiry() {
+    let gw = Gateway::start_with(Options {
+        access_token_ttl: "2s",
+        idle_timeout: "3s",
+        cookie_auto_refresh: false,
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(5500)).await; // token expired, then idle; sweeps ran
+    let r = gw.get_bearer("/app/x", &token).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["reason"], "idle");
+}
+
+#[tokio::test]
+async fn a_double_clicked_relogin_form_does_not_lock_the_user_out() {
+    let gw = Gateway::start_with(Options {
+        policy: "reject",
+        ..Default::default()
+    })
+    .await;
+    let cookie = cookie_pair(&gw.signin("alice", PASSWORD).await, "__Host-authgate");
+    let own = format!("https://localhost:{}", gw.port);
+    let click = || {
+        gw.client
+            .post(gw.url("/auth/signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", &own)
+            .header("cookie", &cookie)
+            .body(format!(
+                "username=alice&password={PASSWORD}&rd=%2Fapp%2Fhome"
+            ))
+            .send()
+    };
+    let first = click().await.unwrap();
+    let second = click().await.unwrap();
+    assert_eq!(first.headers()["location"], "/app/home");
+    assert_eq!(
+        second.headers()["location"],
+        "/app/home",
+        "the second click was refused"
+    );
+    let latest = cookie_pair(&second, "__Host-authgate");
+    let r = gw
+        .client
+        .get(gw.url("/app/home"))
+        .header("cookie", latest)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_public_logout_url_of_the_app_still_logs_out_of_the_gateway() {
+    let routes = "  - name: legacy\n    path_prefix: /legacy\n    upstream: http://UPSTREAM\n    public_paths: [/legacy/logout]\n    logout_paths: [/legacy/logout]\n";
+    let gw = Gateway::start_with(Options {
+        extra_routes: routes,
+        ..Default::default()
+    })
+    .await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let cookie = cookie_pair(&r, "__Host-authgate");
+    let r = gw
+        .client
+        .get(gw.url("/legacy/logout"))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+    let r = gw
+        .client
+        .get(gw.url("/app/x"))
+        .header("cookie", &cookie)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["reason"], "logout");
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::password::VerifyError;
-use super::{authenticate, credential, is_navigation};
+use super::{authenticate, is_navigation};
 use crate::app::State;
 use crate::error::{body, fixed, unauthorized, Reply};
 use crate::metrics;
@@ -322,8 +322,7 @@ async fn signin_inner(
 
     // A credential of one of the user's own sessions: that session is
     // replaced instead of counted (double-clicked form, re-login).
-    let own = credential(session.req_header(), &st.config.auth.cookie.name)
-        .and_then(|(t, _)| st.keys.verify(t).ok())
+    let own = super::signed_credential(st, session.req_header())
         .filter(|(_, claims)| claims.sub.eq_ignore_ascii_case(&user.username))
         .map(|(v, _)| v.sid);
 
@@ -345,6 +344,26 @@ async fn signin_inner(
             return (fail("session_active", r), "session_active");
         }
     };
+    // The users file may have been reloaded while the password was being
+    // verified. The session is in the store now, so a reload from here on
+    // sees it; check the file in force for anything that happened before.
+    let verified = user;
+    let current = st.users();
+    let still = current.get(&verified.username).filter(|u| {
+        !u.disabled && u.password_hash == verified.password_hash && u.username == verified.username
+    });
+    let Some(user) = still else {
+        st.store.end(created.id, EndReason::Revoked);
+        st.throttle.record_failure(&req.username, client_ip);
+        tracing::info!(client = ?client_ip, "Signin refused: the user changed during verification.");
+        return (
+            fail("invalid_credentials", fixed(401, body::INVALID_CREDENTIALS)),
+            "invalid_credentials",
+        );
+    };
+    if user.roles != verified.roles {
+        st.store.set_roles(&user.username, &user.roles);
+    }
     let access = match super::sign_access(
         st,
         created.id,
@@ -535,8 +554,7 @@ async fn logout(st: &State, session: &mut Session) -> Reply {
     }
     let req = session.req_header();
     // The access token names the session even when expired, if correctly signed.
-    let sid = credential(req, &st.config.auth.cookie.name)
-        .and_then(|(t, _)| st.keys.verify(t).ok())
+    let sid = super::signed_credential(st, req)
         .map(|(v, _)| v.sid)
         .or_else(|| {
             body_refresh

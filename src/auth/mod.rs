@@ -37,6 +37,12 @@ pub fn credential<'a>(req: &'a RequestHeader, cookie_name: &str) -> Option<(&'a 
     crate::headers::cookie(req, cookie_name).map(|t| (t, Via::Cookie))
 }
 
+/// The request's credential, correctly signed (expiry not checked): names
+/// the session for logout, even an expired one (SPEC §3).
+pub fn signed_credential(st: &State, req: &RequestHeader) -> Option<(Verified, AccessClaims)> {
+    credential(req, &st.config.auth.cookie.name).and_then(|(t, _)| st.keys.verify(t).ok())
+}
+
 /// True for a browser navigation (SPEC §3): `Sec-Fetch-Mode: navigate`, or
 /// without that header a GET/HEAD accepting HTML and not sent by XHR.
 pub fn is_navigation(req: &RequestHeader) -> bool {
@@ -143,7 +149,13 @@ pub fn authenticate(
 fn renew(st: &State, sid: SessionId, token_exp: u64) -> Option<Arc<IssuedTokens>> {
     match st.store.plan_renewal(sid, token_exp)? {
         RefreshPlan::Replay(t) => Some(t),
-        RefreshPlan::Rotate(ticket) => issue(st, &ticket).ok(),
+        RefreshPlan::Rotate(ticket) => {
+            let t = issue(st, &ticket).ok()?;
+            crate::metrics::REFRESH
+                .with_label_values(&["success"])
+                .inc();
+            Some(t)
+        }
     }
 }
 

@@ -22,6 +22,12 @@ use crate::metrics;
 /// detection; older ones are merely unknown (refused without revoking).
 const RETIRED_REFRESH_HASHES: usize = 32;
 
+/// How many re-logins in a row a double-submitted form may follow.
+const MAX_RELOGIN_CHAIN: usize = 4;
+
+/// Ended sessions are kept (as small tombstones) at least this long.
+pub const TOMBSTONE_MIN_MS: u64 = 12 * 3600 * 1000;
+
 /// Durations of [`AuthConfig`] in the units the store computes with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -74,6 +80,10 @@ pub struct Session {
     pub ended: Option<(EndReason, Millis)>,
     digest: [u8; 16],
     pub client: ClientInfo,
+    /// Set when a re-login of the same client replaced this session, so a
+    /// double-submitted form that still carries this session's cookie
+    /// replaces the newer one instead of hitting the limit.
+    replaced_by: Option<SessionId>,
 }
 
 /// Where a session was created from (shown to administrators).
@@ -307,10 +317,13 @@ impl MemoryStore {
             return false;
         }
         sess.ended = Some((reason, now));
-        if let Some(rot) = sess.rotation.take() {
-            // Keep recognising the predecessor (see `issued`).
-            sess.retired.push(rot.prev_hash);
-        }
+        // A tombstone keeps what answers "why" and recognises the session's
+        // recent refresh tokens (see `issued`); the rest is dropped.
+        let prev = sess.rotation.take().map(|r| r.prev_hash);
+        sess.retired.clear();
+        sess.retired.extend(prev);
+        sess.retired.shrink_to_fit();
+        sess.client.user_agent = Box::from("");
         let user = sess.user.clone();
         drop(sess);
         metrics::SESSIONS_ENDED
@@ -335,12 +348,28 @@ impl MemoryStore {
         let key: Arc<str> = Arc::from(user.username.to_ascii_lowercase());
         let mut ids = self.by_user.entry(key.clone()).or_default();
         let mut replaced = 0;
+        let id = SessionId::random();
+        // Follow re-logins: the client's session may itself have just been
+        // replaced by a first click of the same form.
+        let own = own.map(|mut o| {
+            for _ in 0..MAX_RELOGIN_CHAIN {
+                let next = self.sessions.get(&o).and_then(|sess| match sess.ended {
+                    Some((EndReason::Replaced, _)) => sess.replaced_by,
+                    _ => None,
+                });
+                match next {
+                    Some(n) => o = n,
+                    None => break,
+                }
+            }
+            o
+        });
 
         // Prune what is gone, end the user's own session, list the live ones.
         let mut live: Vec<(SessionId, Millis, Millis)> = Vec::new();
         let mut keep = Vec::with_capacity(ids.len() + 1);
-        for &id in ids.iter() {
-            let Some(info) = self.sessions.get(&id).map(|sess| {
+        for &existing in ids.iter() {
+            let Some(info) = self.sessions.get(&existing).map(|sess| {
                 (
                     sess.ended.is_none(),
                     sess.is_live(s, now),
@@ -351,17 +380,20 @@ impl MemoryStore {
                 continue;
             };
             let (not_ended, is_live, last, frees) = info;
-            if Some(id) == own && not_ended {
-                if self.end(id, EndReason::Replaced) {
+            if Some(existing) == own && not_ended {
+                if self.end(existing, EndReason::Replaced) {
                     replaced += 1;
+                    if let Some(mut sess) = self.sessions.get_mut(&existing) {
+                        sess.replaced_by = Some(id);
+                    }
                 }
                 continue;
             }
             if not_ended {
-                keep.push(id);
+                keep.push(existing);
             }
             if is_live {
-                live.push((id, last, frees));
+                live.push((existing, last, frees));
             }
         }
 
@@ -378,16 +410,15 @@ impl MemoryStore {
             ConcurrentPolicy::ReplaceOldest => {
                 live.sort_by_key(|l| l.1);
                 let excess = (live.len() + 1).saturating_sub(s.max_per_user);
-                for &(id, _, _) in live.iter().take(excess) {
-                    if self.end(id, EndReason::Replaced) {
+                for &(oldest, _, _) in live.iter().take(excess) {
+                    if self.end(oldest, EndReason::Replaced) {
                         replaced += 1;
                     }
-                    keep.retain(|k| *k != id);
+                    keep.retain(|k| *k != oldest);
                 }
             }
         }
 
-        let id = SessionId::random();
         let (refresh_token, refresh_hash) = new_refresh_token(id);
         let now_s = now / 1000;
         let expires_at = (now_s + s.access_ttl_s).min((now + s.lifetime_ms) / 1000);
@@ -407,6 +438,7 @@ impl MemoryStore {
                 ended: None,
                 digest: id.digest_bytes(),
                 client,
+                replaced_by: None,
             },
         );
         keep.push(id);
@@ -428,20 +460,26 @@ impl MemoryStore {
     }
 
     /// Decides an in-line renewal of a cookie session (SPEC §4 "browsers are
-    /// never bounced"). Only the session's newest token (`token_exp` equal to
-    /// `expires_at`) rotates; an older one arriving within the grace gets the
-    /// successor again, so parallel requests of one page all carry the same
-    /// new cookies. `None`: nothing to do.
+    /// never bounced"): a rotation of the session's current refresh token,
+    /// except that a request with an older token within the grace of the
+    /// last rotation gets that rotation's pair, so parallel requests of one
+    /// page all carry the same new cookies. `None`: nothing to do.
     pub fn plan_renewal(&self, id: SessionId, token_exp: u64) -> Option<RefreshPlan> {
         let now = self.clock.now_ms();
         let hash = {
             let sess = self.sessions.get(&id)?;
             if sess.expires_at != token_exp {
-                return sess
+                // An older token than the session's newest: if a rotation
+                // just happened (parallel requests of one page), hand out
+                // its result; otherwise rotate again, so the browser is not
+                // bounced because another client of the session refreshed.
+                if let Some(r) = sess
                     .rotation
                     .as_ref()
                     .filter(|r| now <= r.at + self.settings.grace_ms)
-                    .map(|r| RefreshPlan::Replay(r.successor.clone()));
+                {
+                    return Some(RefreshPlan::Replay(r.successor.clone()));
+                }
             }
             sess.refresh_hash
         };
@@ -650,9 +688,13 @@ impl MemoryStore {
             .filter_map(|e| e.due_end(s, now).map(|r| (*e.key(), r)))
             .collect();
         let ended = due.into_iter().filter(|(id, r)| self.end(*id, *r)).count();
-        // A tombstone answers "why" until the session's last token expired.
-        self.sessions
-            .retain(|_, sess| sess.ended.is_none() || !sess.is_expired(s, now));
+        // A tombstone answers "why" until the session's last token expired,
+        // and at least TOMBSTONE_MIN_MS, so that a user coming back after an
+        // idle or lifetime end is told so rather than "invalid".
+        self.sessions.retain(|_, sess| match sess.ended {
+            None => true,
+            Some((_, at)) => !sess.is_expired(s, now) || now < at + TOMBSTONE_MIN_MS,
+        });
         self.by_user.retain(|_, ids| {
             ids.retain(|id| {
                 self.sessions
@@ -916,6 +958,25 @@ mod tests {
     }
 
     #[test]
+    fn a_double_submitted_relogin_replaces_the_first_clicks_session() {
+        let (st, _) = store(ConcurrentPolicy::Reject, 1);
+        let first = st.create(&user("u"), None, ClientInfo::default()).unwrap();
+        // two clicks, both carrying the first session's cookie
+        let a = st
+            .create(&user("u"), Some(first.id), ClientInfo::default())
+            .unwrap();
+        let b = st
+            .create(&user("u"), Some(first.id), ClientInfo::default())
+            .unwrap();
+        assert_eq!(b.replaced, 1);
+        assert!(st.check(b.id, b.expires_at, false).is_ok());
+        assert_eq!(
+            st.check(a.id, a.expires_at, false).unwrap_err(),
+            DenyReason::Replaced
+        );
+    }
+
+    #[test]
     fn replace_oldest_ends_least_recently_active() {
         let (st, clock) = store(ConcurrentPolicy::ReplaceOldest, 2);
         let a = st.create(&user("u"), None, ClientInfo::default()).unwrap();
@@ -955,7 +1016,7 @@ mod tests {
     }
 
     #[test]
-    fn sweeper_ends_idle_and_drops_tombstones_after_last_exp() {
+    fn sweeper_ends_idle_and_drops_tombstones_after_last_exp_and_min_retention() {
         let (st, clock) = store(ConcurrentPolicy::Allow, 1);
         let c = st.create(&user("a"), None, ClientInfo::default()).unwrap();
         clock.advance_ms(31_000);
@@ -964,7 +1025,15 @@ mod tests {
             st.check(c.id, c.expires_at, true).unwrap_err(),
             DenyReason::Idle
         );
+        // past the token's exp the reason is still answerable...
         clock.advance_ms(40_000);
+        st.sweep();
+        assert_eq!(
+            st.check(c.id, c.expires_at, true).unwrap_err(),
+            DenyReason::Idle
+        );
+        // ...for TOMBSTONE_MIN_MS, then the tombstone goes
+        clock.advance_ms(TOMBSTONE_MIN_MS);
         st.sweep();
         assert!(st.is_empty());
     }
