@@ -222,7 +222,12 @@ pub struct State {
     pub public_host: String,
     pub paths: AuthPaths,
     pub admin_token: Option<String>,
+    /// `clients/client.js` with the configured path prefix filled in.
+    pub client_js: bytes::Bytes,
 }
+
+/// The browser client, compiled in (no file to deploy next to the binary).
+const CLIENT_JS: &str = include_str!("../clients/client.js");
 
 /// The gateway's own endpoints under `auth.path_prefix`.
 #[derive(Debug, Clone)]
@@ -275,6 +280,9 @@ impl State {
             public_host,
             paths: AuthPaths::new(&config.auth.path_prefix),
             admin_token: assets.admin_token,
+            client_js: bytes::Bytes::from(
+                CLIENT_JS.replace("__AUTHGATE_PREFIX__", &config.auth.path_prefix),
+            ),
             clock,
             config,
         })

@@ -1426,3 +1426,37 @@ async fn an_unauthenticated_upgrade_is_refused() {
     let n = ws.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"));
 }
+
+#[tokio::test]
+async fn the_browser_client_is_served_with_the_configured_prefix() {
+    let gw = Gateway::start().await;
+    let r = gw
+        .client
+        .get(gw.url("/auth/client.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let js = r.text().await.unwrap();
+    assert!(js.contains("var PREFIX = \"/auth\";"));
+    assert!(!js.contains("__AUTHGATE_PREFIX__"));
+    for api in ["activityLogout", "refreshToken", "fetch: authFetch"] {
+        assert!(js.contains(api), "{api} missing");
+    }
+    // /auth/session tells the client the server's idle timeout
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s: Value = gw
+        .get_bearer("/auth/session", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["idle_timeout"], 60);
+}

@@ -31,6 +31,7 @@ pub enum Endpoint {
     Session,
     Activity,
     Login,
+    ClientJs,
     Jwks,
     Unknown,
 }
@@ -44,6 +45,7 @@ pub fn classify(st: &State, path: &str) -> Endpoint {
         _ if path == p.session => Endpoint::Session,
         _ if path == p.activity => Endpoint::Activity,
         _ if path == p.login => Endpoint::Login,
+        _ if path == p.client_js => Endpoint::ClientJs,
         crate::config::JWKS_PATH => Endpoint::Jwks,
         _ => Endpoint::Unknown,
     }
@@ -74,6 +76,11 @@ pub async fn handle(
         (Endpoint::Activity, Method::POST) => activity(st, session),
         (Endpoint::Login, Method::GET | Method::HEAD) => {
             super::login_page::login_page(st, session.req_header())
+        }
+        (Endpoint::ClientJs, Method::GET | Method::HEAD) => {
+            let mut r = Reply::json(200, st.client_js.clone());
+            r.content_type = Some(crate::error::JS);
+            r
         }
         (Endpoint::Jwks, Method::GET | Method::HEAD) => {
             Reply::json(200, Bytes::copy_from_slice(st.keys.jwks_json()))
@@ -590,6 +597,7 @@ fn session_info(st: &State, session: &mut Session) -> Reply {
                     "session_expires_at": s.expires_at,
                     "idle_expires_at": (s.last_activity() + set.idle_ms) / 1000,
                     "refresh_expires_at": s.refresh_deadline(set) / 1000,
+                    "idle_timeout": set.idle_ms / 1000,
                     "now": st.clock.now_s(),
                 })
             });
