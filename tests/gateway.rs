@@ -641,11 +641,29 @@ async fn form_signin_redirects_only_to_our_own_origin() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(page.headers()["content-security-policy"]
         .to_str()
         .unwrap()
         .contains("default-src 'none'"));
     let html = page.text().await.unwrap();
+    // the page's only style is allowed by this response's nonce
+    let csp_nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        html.contains(&format!("<style nonce=\"{csp_nonce}\">")),
+        "{html}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
     assert!(html.contains("inactivity"), "reason not shown");
     assert!(
         html.contains(r#"name="rd" value="/app/deep?x=1""#),
