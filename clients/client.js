@@ -221,4 +221,11 @@
     refreshToken: refreshToken,
     fetch: authFetch,
   };
+
+  // Added by the gateway to pages of routes with `inject_client: true`:
+  // <script src=".../client.js" data-authgate-auto="1" defer>.
+  var me = document.currentScript;
+  if (me && me.getAttribute && me.getAttribute("data-authgate-auto")) {
+    activityLogout({});
+  }
 })(window);

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod inject;
 pub mod keys;
 pub mod metrics;
 pub mod proxy;

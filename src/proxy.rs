@@ -100,6 +100,8 @@ pub struct Ctx {
     end_after: Option<SessionId>,
     client_ip: Option<IpAddr>,
     peer_trusted: bool,
+    /// Rewrites this HTML response to include the browser client.
+    injector: Option<crate::inject::Injector>,
 }
 
 #[async_trait]
@@ -116,6 +118,7 @@ impl ProxyHttp for Gateway {
             end_after: None,
             client_ip: None,
             peer_trusted: false,
+            injector: None,
         }
     }
 
@@ -272,6 +275,10 @@ impl ProxyHttp for Gateway {
         crate::headers::sanitize_connection(up, session.is_upgrade_req());
         let c = &st.config.auth.cookie;
         crate::headers::strip_cookies(up, [c.name.as_str(), c.refresh_name.as_str()]);
+        if route.config.inject_client && ctx.identity.is_some() {
+            // The page is rewritten on its way out: ask for it uncompressed.
+            up.remove_header(&http::header::ACCEPT_ENCODING);
+        }
         if !route.config.forward_authorization {
             up.remove_header(&http::header::AUTHORIZATION);
         }
@@ -314,6 +321,17 @@ impl ProxyHttp for Gateway {
                 None => auth::signed_credential(st, session.req_header()).map(|(v, _)| v.sid),
             };
         }
+        let inject = ctx.identity.is_some()
+            && ctx
+                .route
+                .and_then(|i| st.routes.get(i))
+                .is_some_and(|r| r.config.inject_client);
+        if inject && crate::inject::is_rewritable_html(resp) {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            ctx.injector = Some(crate::inject::Injector::new(crate::inject::script_tag(
+                &st.paths.prefix,
+            )));
+        }
         if let Some(sid) = ctx.end_after {
             // The upstream has answered: end the session before the client
             // can send its next request (logging() runs after the response
@@ -336,10 +354,13 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
         self.session_still_alive(ctx, body)?;
+        if let Some(injector) = &ctx.injector {
+            injector.process(body, end_of_stream);
+        }
         Ok(None)
     }
 

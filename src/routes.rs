@@ -310,6 +310,7 @@ mod tests {
             activity: ActivityMode::Interactive,
             logout_paths: vec![],
             forward_authorization: false,
+            inject_client: false,
         }
     }
 

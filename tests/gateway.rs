@@ -1478,3 +1478,99 @@ async fn the_browser_client_is_served_with_the_configured_prefix() {
         .unwrap();
     assert_eq!(s["idle_timeout"], 60);
 }
+
+/// An upstream serving HTML: `/page` (two chunks, <head> split), `/gz`
+/// (claims gzip), `/ae` (tells whether Accept-Encoding arrived).
+fn html_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = conn.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                        seen.drain(..end + 4);
+                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let resp: Vec<u8> = match path.as_str() {
+                            "/legacy/page" | "/app/page" => {
+                                let (a, b) = ("<html><he", "ad><title>t</title></head><body>hi</body></html>");
+                                format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len()).into_bytes()
+                            }
+                            "/legacy/gz" => b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: 7\r\n\r\nGZBYTES".to_vec(),
+                            _ => {
+                                let body = if head.contains("accept-encoding") { "had-accept-encoding" } else { "no-accept-encoding" };
+                                format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+                            }
+                        };
+                        if conn.write_all(&resp).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn legacy_html_gets_the_client_injected_without_changes_to_the_app() {
+    let routes = "  - name: legacy\n    path_prefix: /legacy\n    upstream: http://UPSTREAM\n    inject_client: true\n";
+    let gw = Gateway::start_with(Options {
+        upstream: Some(html_upstream()),
+        extra_routes: routes,
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = |path: &'static str| {
+        let (c, u, t) = (gw.client.clone(), gw.url(path), token.clone());
+        async move {
+            c.get(u)
+                .bearer_auth(t)
+                .header("accept-encoding", "gzip, br")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = page("/legacy/page").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert_eq!(
+        html,
+        "<html><head><title>t</title><script src=\"/auth/client.js\" data-authgate-auto=\"1\" defer></script></head><body>hi</body></html>"
+    );
+    // the upstream is asked for an uncompressed page on such routes only
+    assert_eq!(
+        page("/legacy/ae").await.text().await.unwrap(),
+        "no-accept-encoding"
+    );
+    assert_eq!(
+        page("/app/ae").await.text().await.unwrap(),
+        "had-accept-encoding"
+    );
+    // a compressed page passes untouched; other routes are never rewritten
+    let gz = page("/legacy/gz").await;
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(&gz.bytes().await.unwrap()[..], b"GZBYTES");
+    assert!(!page("/app/page")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("client.js"));
+}

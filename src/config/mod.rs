@@ -153,6 +153,8 @@ pub struct RouteConfig {
     pub activity: ActivityMode,
     pub logout_paths: Vec<String>,
     pub forward_authorization: bool,
+    /// Add the browser client (idle warning, logout) to upstream HTML.
+    pub inject_client: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -96,6 +96,7 @@ const ROUTE_KEYS: &[&str] = &[
     "activity",
     "logout_paths",
     "forward_authorization",
+    "inject_client",
 ];
 const DEMO_KEYS: &[&str] = &["whoami_listen"];
 
@@ -577,6 +578,7 @@ fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
         .filter_map(|(j, p)| prefix(c, format!("{base}.logout_paths[{j}]"), &p))
         .collect();
     let forward_authorization = s.bool(c, "forward_authorization", false);
+    let inject_client = s.bool(c, "inject_client", false);
     s.finish(c);
     Some(RouteConfig {
         name,
@@ -588,6 +590,7 @@ fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
         activity,
         logout_paths,
         forward_authorization,
+        inject_client,
     })
 }
 
