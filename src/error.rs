@@ -85,7 +85,10 @@ impl Reply {
         resp.insert_header("content-length", self.body.len().to_string())?;
         resp.insert_header("cache-control", "no-store")?;
         resp.insert_header("x-content-type-options", "nosniff")?;
-        resp.insert_header("referrer-policy", "no-referrer")?;
+        // Not `no-referrer`: under it Chromium sends `Origin: null` on the
+        // login form's same-origin POST, which the CSRF check must refuse.
+        // `same-origin` still sends nothing to other origins.
+        resp.insert_header("referrer-policy", "same-origin")?;
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
         }

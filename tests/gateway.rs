@@ -1253,12 +1253,26 @@ async fn cross_origin_posts_to_gateway_endpoints_are_refused() {
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("set-cookie").is_none());
     assert_eq!(post(Some("null"), None).await.unwrap().status(), 403);
+    assert_eq!(
+        post(Some("null"), Some("cross-site"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(post(None, Some("cross-site")).await.unwrap().status(), 403);
     assert_eq!(post(None, Some("same-site")).await.unwrap().status(), 403);
     // our own origin works
     let own = format!("https://localhost:{}", gw.port);
     let r = post(Some(&own), Some("same-origin")).await.unwrap();
     assert_eq!(r.status(), 303);
+    // A privacy context sends `Origin: null` on a same-origin form post
+    // (Chromium under `Referrer-Policy: no-referrer`): Sec-Fetch-Site decides.
+    let r = post(Some("null"), Some("same-origin")).await.unwrap();
+    assert_eq!(r.status(), 303);
+    // The gateway's own pages do not put browsers in that context.
+    let page = gw.client.get(gw.url("/auth/login")).send().await.unwrap();
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
 }
 
 #[tokio::test]

@@ -99,17 +99,20 @@ pub async fn handle(
 /// included): a browser's `Origin` must be `public_url`'s origin; without
 /// `Origin`, `Sec-Fetch-Site` must not say cross-site. Clients that send
 /// neither (curl, servers) are not browsers and pass.
+///
+/// `Origin: null` (a privacy-sensitive context: a `no-referrer` page, a
+/// sandboxed frame, a redirect chain) names no origin, so it is decided by
+/// `Sec-Fetch-Site`, which browsers always set and scripts cannot forge; a
+/// `null` without it is refused.
 pub fn same_origin(st: &State, req: &pingora::http::RequestHeader) -> bool {
-    if let Some(origin) = req.headers.get(http::header::ORIGIN) {
-        return origin
-            .as_bytes()
-            .eq_ignore_ascii_case(st.public_origin.as_bytes());
-    }
-    match req.headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
-        None => true,
-        Some(site) => {
-            site.eq_ignore_ascii_case(b"same-origin") || site.eq_ignore_ascii_case(b"none")
-        }
+    let fetch_site = req.headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    let site_ok = |site: &[u8]| {
+        site.eq_ignore_ascii_case(b"same-origin") || site.eq_ignore_ascii_case(b"none")
+    };
+    match req.headers.get(http::header::ORIGIN).map(|v| v.as_bytes()) {
+        Some(b"null") => fetch_site.is_some_and(site_ok),
+        Some(origin) => origin.eq_ignore_ascii_case(st.public_origin.as_bytes()),
+        None => fetch_site.is_none_or(site_ok),
     }
 }
 
