@@ -1,10 +1,16 @@
 # Sourced by the other scripts: installs what a fresh Debian machine lacks to
-# build authgate. pingora-core builds zlib-ng with cmake; nothing else is
+# build authgate (and, with --with-browser, to run its browser tests). pingora-core builds zlib-ng with cmake; nothing else is
 # needed beyond the Rust toolchain (TLS is rustls + ring: no OpenSSL headers).
 ensure_prereqs() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  # The browser end-to-end tests (tests/browser.rs) drive Debian's headless
+  # Chromium through ChromeDriver; AUTHGATE_SKIP_BROWSER_TESTS=1 skips them.
+  if [ "${AUTHGATE_SKIP_BROWSER_TESTS:-}" != 1 ] && [ "${1:-}" = --with-browser ]; then
+    [ -x "${AUTHGATE_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+    [ -x "${AUTHGATE_CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+  fi
   if ((${#missing[@]})); then
     echo "authgate: installing build prerequisites: ${missing[*]}" >&2
     local sudo=""
