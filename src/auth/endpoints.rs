@@ -21,6 +21,9 @@ use crate::session::{DenyReason, EndReason, GrantError, IssuedTokens};
 pub const MAX_BODY: usize = 16 * 1024;
 /// A client has this long to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Retry-After` when the session store is full: sessions free as the
+/// sweeper ends idle ones, so a client may retry soon.
+const FULL_RETRY_AFTER_S: u64 = 30;
 
 /// What a request to the gateway's own paths is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +356,15 @@ async fn signin_inner(
             .with("retry-after", retry_after.to_string());
             return (fail("session_active", r), "session_active");
         }
+        Err(CreateError::Full) => {
+            tracing::warn!(
+                max_total = st.config.auth.max_total,
+                "Signin refused: the session store is full (auth.concurrent_sessions.max_total)."
+            );
+            let r =
+                fixed(503, body::UNAVAILABLE).with("retry-after", FULL_RETRY_AFTER_S.to_string());
+            return (fail("unavailable", r), "unavailable");
+        }
     };
     // The users file may have been reloaded while the password was being
     // verified. The session is in the store now, so a reload from here on
@@ -464,7 +476,11 @@ pub fn safe_redirect_for(base: &url::Url, rd: Option<&str>) -> String {
         return "/".into();
     };
     match base.join(rd) {
-        Ok(u) if u.origin() == base.origin() => {
+        // A path the parser resolved to `//host/...` (from `/.//host`,
+        // `/..//host`, `https://us//host`) is same-origin as a URL, but as a
+        // Location without scheme and host a browser reads it as another
+        // host.
+        Ok(u) if u.origin() == base.origin() && !u.path().starts_with("//") => {
             let mut s = u.path().to_string();
             if let Some(q) = u.query() {
                 s.push('?');
@@ -641,6 +657,8 @@ mod tests {
             ("/a/../b", "/b"),
             ("https://gw.example:8443/x", "/x"),
             ("relative", "/relative"),
+            // a backslash is a slash to the parser: one, so a local path
+            ("/.\\evil.example", "/evil.example"),
         ];
         for (rd, want) in ok {
             assert_eq!(safe_redirect_for(&base, Some(rd)), want, "{rd}");
@@ -656,6 +674,14 @@ mod tests {
             "javascript:alert(1)",
             "https://gw.example.evil.example/",
             "",
+            // same origin, but the path the parser resolves starts with
+            // `//`: as a Location, that is another host
+            "/.//evil.example",
+            "/..//evil.example",
+            "/a/..//evil.example",
+            "https://gw.example:8443//evil.example",
+            "/%2e//evil.example",
+            "\t/\t/evil.example",
         ] {
             assert_eq!(safe_redirect_for(&base, Some(rd)), "/", "{rd:?}");
         }
