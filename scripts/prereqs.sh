@@ -5,6 +5,9 @@ ensure_prereqs() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  # tests/security.rs drives curl over HTTP/2 (it reproduces a bug that
+  # hyper's client does not show).
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   # The browser end-to-end tests (tests/browser.rs) drive Debian's headless
   # Chromium through ChromeDriver; AUTHGATE_SKIP_BROWSER_TESTS=1 skips them.
   if [ "${AUTHGATE_SKIP_BROWSER_TESTS:-}" != 1 ] && [ "${1:-}" = --with-browser ]; then

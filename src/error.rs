@@ -21,6 +21,10 @@ pub struct Reply {
 pub const JSON: &str = "application/json";
 pub const HTML: &str = "text/html; charset=utf-8";
 pub const JS: &str = "text/javascript; charset=utf-8";
+/// One year, the value HSTS preload lists ask for; no `includeSubDomains`:
+/// the gateway cannot speak for other hosts of the domain.
+const HSTS: &str = "max-age=31536000";
+const DEFAULT_HTML_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 impl Reply {
     pub fn new(status: u16) -> Self {
@@ -89,8 +93,25 @@ impl Reply {
         // login form's same-origin POST, which the CSRF check must refuse.
         // `same-origin` still sends nothing to other origins.
         resp.insert_header("referrer-policy", "same-origin")?;
+        // Browsers honour it only over HTTPS, which is what public_url
+        // promises (directly or through a TLS terminator in front).
+        resp.insert_header("strict-transport-security", HSTS)?;
+        if self.content_type == Some(HTML)
+            && !self
+                .headers
+                .iter()
+                .any(|(k, _)| *k == "content-security-policy")
+        {
+            // Pages without a policy of their own (403) run nothing, load
+            // nothing and cannot be framed.
+            resp.insert_header("content-security-policy", DEFAULT_HTML_CSP)?;
+            resp.insert_header("x-frame-options", "DENY")?;
+        }
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
+        }
+        if session.is_http2() && !session.is_body_done() {
+            drain_h2_request_body(session).await;
         }
         let empty = self.body.is_empty() || session.req_header().method == http::Method::HEAD;
         session.write_response_header(Box::new(resp), empty).await?;
@@ -100,6 +121,29 @@ impl Reply {
         Ok(())
     }
 }
+
+/// An HTTP/2 request body left unread makes h2 reset the stream (CANCEL)
+/// when the request ends, and the reset can overtake the response still
+/// queued behind it: the client gets a stream error instead of our 401,
+/// 303 or 413. So the rest of the body is read and dropped first, within
+/// bounds; a client that sends more, or too slowly, gets the reset.
+async fn drain_h2_request_body(session: &mut Session) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            seen += chunk.len();
+            if seen > H2_DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(H2_DRAIN_TIMEOUT, drain).await;
+}
+
+/// Bounds of [`drain_h2_request_body`]: enough for any form or JSON the
+/// gateway refuses, far from letting a client hold a worker.
+const H2_DRAIN_MAX_BYTES: usize = 8 * 1024 * 1024;
+const H2_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Fixed JSON bodies.
 pub mod body {
@@ -115,6 +159,8 @@ pub mod body {
     pub const TOO_LARGE: &[u8] = br#"{"error":"payload_too_large"}"#;
     pub const UNSUPPORTED_MEDIA: &[u8] = br#"{"error":"unsupported_media_type"}"#;
     pub const INTERNAL: &[u8] = br#"{"error":"internal"}"#;
+    pub const URI_TOO_LONG: &[u8] = br#"{"error":"uri_too_long"}"#;
+    pub const HEADERS_TOO_LARGE: &[u8] = br#"{"error":"headers_too_large"}"#;
 }
 
 pub fn fixed(status: u16, body: &'static [u8]) -> Reply {

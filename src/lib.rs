@@ -26,6 +26,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod framing;
 pub mod headers;
 pub mod inject;
 pub mod keys;

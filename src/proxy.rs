@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  client ──TLS──▶ request_filter ──────────────────────────────┐
-//!                  │ 1 normalize path (400 if ambiguous)         │ answered here:
+//!                  │ 1 framing + limits, normalize path          │ answered here:
+//!                  │   (400/414/431 if ambiguous or too large)   │
 //!                  │ 2 gateway endpoints (/auth/*, JWKS)  ───────┤ endpoints, 400,
 //!                  │ 3 route match (404 if none)                 │ 401/302 denials,
 //!                  │ 4 public path? → forward without identity   │ 403
@@ -133,6 +134,18 @@ impl ProxyHttp for Gateway {
         ctx.client_ip = crate::headers::client_ip(session.req_header(), peer, trusted);
 
         let req = session.req_header();
+        if let Err(refusal) = crate::framing::check(req) {
+            tracing::info!(client = ?ctx.client_ip, why = refusal.why(), "Refused a request's framing.");
+            ctx.outcome = Outcome::BadRequest;
+            session.set_keepalive(None);
+            let body = match refusal {
+                crate::framing::Refusal::TargetTooLong => body::URI_TOO_LONG,
+                crate::framing::Refusal::HeadersTooLarge => body::HEADERS_TOO_LARGE,
+                crate::framing::Refusal::Ambiguous(_) => body::INVALID_REQUEST,
+            };
+            fixed(refusal.status(), body).send(session).await?;
+            return Ok(true);
+        }
         // Methods are case-sensitive, but some upstreams fold them: `trace`
         // must not become TRACE behind our back. Standard methods are
         // upper-case; anything else is refused.
@@ -187,6 +200,23 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
 
+        let unsafe_method = auth::is_unsafe_method(&req.method);
+        // CSRF: a cookie rides along with cross-site requests (SameSite=Lax
+        // stops cross-site POSTs, not same-site ones from a sibling host):
+        // refused before the session is touched, so it counts as nothing.
+        if unsafe_method
+            && route.config.csrf_protection
+            && !auth::endpoints::same_origin(st, req)
+            && matches!(
+                auth::credential(req, &st.config.auth.cookie.name),
+                Some((_, Via::Cookie))
+            )
+        {
+            tracing::info!(client = ?ctx.client_ip, route = route.name(), "Refused a cross-origin request that relies on the cookie.");
+            ctx.outcome = Outcome::Forbidden;
+            fixed(403, body::FORBIDDEN_ORIGIN).send(session).await?;
+            return Ok(true);
+        }
         let started = Instant::now();
         let navigation = auth::is_navigation(req);
         let ignored = st
@@ -195,7 +225,6 @@ impl ProxyHttp for Gateway {
             .activity_ignore_paths
             .iter()
             .any(|p| crate::routes::lenient_under(&path, p));
-        let unsafe_method = auth::is_unsafe_method(&req.method);
         let mode = route.activity();
         let decision = auth::authenticate(st, req, |via| {
             !ignored
@@ -422,6 +451,9 @@ impl ProxyHttp for Gateway {
             code
         };
         if code > 0 {
+            // The connection is not reused (below): say so, rather than
+            // `keep-alive` on a connection about to close.
+            session.set_keepalive(None);
             let body = match code {
                 502 => body::BAD_GATEWAY,
                 400 => body::INVALID_REQUEST,

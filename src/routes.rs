@@ -311,6 +311,7 @@ mod tests {
             logout_paths: vec![],
             forward_authorization: false,
             inject_client: false,
+            csrf_protection: true,
         }
     }
 

@@ -120,6 +120,9 @@ pub struct AuthConfig {
     pub cookie: CookieConfig,
     pub policy: ConcurrentPolicy,
     pub max_per_user: u32,
+    /// Sessions the store holds at most (live, expired-but-renewable and
+    /// not yet swept): a signin beyond it gets 503, memory stays bounded.
+    pub max_total: u64,
     pub refresh_reuse_grace: Duration,
     pub activity_ignore_paths: Vec<String>,
     pub signin_throttle: ThrottleConfig,
@@ -155,6 +158,9 @@ pub struct RouteConfig {
     pub forward_authorization: bool,
     /// Add the browser client (idle warning, logout) to upstream HTML.
     pub inject_client: bool,
+    /// Unsafe methods authenticated by the cookie must come from
+    /// `public_url`'s origin (CSRF); bearer requests are not affected.
+    pub csrf_protection: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -33,6 +33,11 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
 const DEFAULT_REUSE_GRACE: Duration = Duration::from_secs(10);
+/// Sessions one gateway holds at most (`concurrent_sessions.max_total`):
+/// about 1 KiB each with tombstones and token cache, so ~100 MiB at the
+/// cap; far above what one gateway's users need, far below what exhausts
+/// its memory when a script signs in in a loop under policy `allow`.
+pub const DEFAULT_MAX_SESSIONS: u64 = 100_000;
 /// Long enough for every tab of a browser to retry with the same token,
 /// short enough that a stolen predecessor is useless soon after.
 const MAX_REUSE_GRACE: Duration = Duration::from_secs(120);
@@ -83,7 +88,7 @@ const JWT_KEYS: &[&str] = &[
     "leeway",
 ];
 const COOKIE_KEYS: &[&str] = &["name", "refresh_name"];
-const CONCURRENT_KEYS: &[&str] = &["policy", "max_per_user"];
+const CONCURRENT_KEYS: &[&str] = &["policy", "max_per_user", "max_total"];
 const ACTIVITY_KEYS: &[&str] = &["ignore_paths"];
 const THROTTLE_KEYS: &[&str] = &["per_user_ip", "per_user", "per_ip", "window"];
 const STORE_KEYS: &[&str] = &["kind", "path", "redis_url"];
@@ -97,6 +102,7 @@ const ROUTE_KEYS: &[&str] = &[
     "logout_paths",
     "forward_authorization",
     "inject_client",
+    "csrf_protection",
 ];
 const DEMO_KEYS: &[&str] = &["whoami_listen"];
 
@@ -302,6 +308,7 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
         }
     };
     let max_per_user = cs.u64(c, "max_per_user", 1, 1, 10_000) as u32;
+    let max_total = cs.u64(c, "max_total", DEFAULT_MAX_SESSIONS, 1, 100_000_000);
     cs.finish(c);
 
     let refresh_reuse_grace = s.duration(c, "refresh_reuse_grace", DEFAULT_REUSE_GRACE);
@@ -391,6 +398,7 @@ fn auth(c: &mut Collector, v: Option<Value>) -> Option<AuthConfig> {
         cookie,
         policy: policy?,
         max_per_user,
+        max_total,
         refresh_reuse_grace,
         activity_ignore_paths,
         signin_throttle,
@@ -579,6 +587,7 @@ fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
         .collect();
     let forward_authorization = s.bool(c, "forward_authorization", false);
     let inject_client = s.bool(c, "inject_client", false);
+    let csrf_protection = s.bool(c, "csrf_protection", true);
     s.finish(c);
     Some(RouteConfig {
         name,
@@ -591,6 +600,7 @@ fn route(c: &mut Collector, i: usize, v: Value) -> Option<RouteConfig> {
         logout_paths,
         forward_authorization,
         inject_client,
+        csrf_protection,
     })
 }
 

@@ -7,7 +7,7 @@
 //! signin) and by the sweeper.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -39,6 +39,7 @@ pub struct Settings {
     pub grace_ms: u64,
     pub policy: ConcurrentPolicy,
     pub max_per_user: usize,
+    pub max_total: usize,
 }
 
 impl Settings {
@@ -52,6 +53,7 @@ impl Settings {
             grace_ms: a.refresh_reuse_grace.as_millis() as u64,
             policy: a.policy,
             max_per_user: a.max_per_user as usize,
+            max_total: usize::try_from(a.max_total).unwrap_or(usize::MAX),
         }
     }
 }
@@ -175,6 +177,9 @@ pub struct Created {
 pub enum CreateError {
     /// `reject` and the user is at `max_per_user`; seconds until one frees.
     SessionActive { retry_after: u64 },
+    /// The store holds `max_total` sessions: no new one until the sweeper
+    /// frees some.
+    Full,
 }
 
 /// What a refresh has to do, decided under a read lock.
@@ -212,6 +217,8 @@ pub struct SessionInfo {
 pub struct MemoryStore {
     sessions: DashMap<SessionId, Session>,
     by_user: DashMap<Arc<str>, Vec<SessionId>>,
+    /// Sessions not ended yet (live or renewable): bounded by `max_total`.
+    open: AtomicUsize,
     settings: Settings,
     clock: SharedClock,
 }
@@ -221,6 +228,7 @@ impl MemoryStore {
         Self {
             sessions: DashMap::new(),
             by_user: DashMap::new(),
+            open: AtomicUsize::new(0),
             settings,
             clock,
         }
@@ -330,6 +338,7 @@ impl MemoryStore {
             .with_label_values(&[reason.metric_label()])
             .inc();
         metrics::SESSIONS_ACTIVE.dec();
+        self.open.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(user = %user, session = %id.digest(), reason = reason.metric_label(), "Session ended.");
         true
     }
@@ -344,6 +353,11 @@ impl MemoryStore {
         client: ClientInfo,
     ) -> Result<Created, CreateError> {
         let s = &self.settings;
+        // Concurrent signins may overshoot by at most the number of
+        // signins in flight, which the argon2 limit bounds.
+        if self.open.load(Ordering::Relaxed) >= s.max_total {
+            return Err(CreateError::Full);
+        }
         let now = self.clock.now_ms();
         let key: Arc<str> = Arc::from(user.username.to_ascii_lowercase());
         let mut ids = self.by_user.entry(key.clone()).or_default();
@@ -443,6 +457,7 @@ impl MemoryStore {
         );
         keep.push(id);
         *ids = keep;
+        self.open.fetch_add(1, Ordering::Relaxed);
         metrics::SESSIONS_ACTIVE.inc();
         Ok(Created {
             id,
@@ -695,6 +710,24 @@ impl MemoryStore {
             None => true,
             Some((_, at)) => !sess.is_expired(s, now) || now < at + TOMBSTONE_MIN_MS,
         });
+        // Tombstones are bounded too (a loop of signins under
+        // replace_oldest makes one per signin): beyond `max_total`, the
+        // oldest go first and their tokens are then answered as `invalid`.
+        let tombstones = self
+            .sessions
+            .len()
+            .saturating_sub(self.open.load(Ordering::Relaxed));
+        if tombstones > s.max_total {
+            let mut ended: Vec<(Millis, SessionId)> = self
+                .sessions
+                .iter()
+                .filter_map(|e| e.ended.map(|(_, at)| (at, *e.key())))
+                .collect();
+            ended.sort_unstable_by_key(|e| e.0);
+            for (_, id) in ended.iter().take(tombstones - s.max_total) {
+                self.sessions.remove(id);
+            }
+        }
         self.by_user.retain(|_, ids| {
             ids.retain(|id| {
                 self.sessions
@@ -766,6 +799,7 @@ mod tests {
             grace_ms: 10_000,
             policy,
             max_per_user: max,
+            max_total: 1_000,
         }
     }
 
@@ -801,6 +835,52 @@ mod tests {
                 )
             }
         }
+    }
+
+    #[test]
+    fn the_store_refuses_new_sessions_at_max_total_until_some_are_swept() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let mut s = settings(ConcurrentPolicy::Allow, 1);
+        s.max_total = 3;
+        let st = MemoryStore::new(s, clock.clone());
+        for i in 0..3 {
+            st.create(&user(&format!("u{i}")), None, ClientInfo::default())
+                .unwrap();
+        }
+        let err = st.create(&user("late"), None, ClientInfo::default());
+        assert_eq!(err.err(), Some(CreateError::Full));
+        // Idle sessions are ended and dropped by the sweeper: room again.
+        clock.advance_ms(31_000);
+        st.sweep();
+        st.create(&user("late"), None, ClientInfo::default())
+            .unwrap();
+    }
+
+    #[test]
+    fn tombstones_are_bounded_by_max_total_oldest_first() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let mut s = settings(ConcurrentPolicy::ReplaceOldest, 1);
+        s.max_total = 3;
+        let st = MemoryStore::new(s, clock.clone());
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            clock.advance_ms(10);
+            ids.push(
+                st.create(&user("loop"), None, ClientInfo::default())
+                    .unwrap()
+                    .id,
+            );
+        }
+        // One open session: the cap never refused the loop...
+        assert_eq!(st.open.load(Ordering::Relaxed), 1);
+        st.sweep();
+        // ...and only the 3 newest tombstones are kept beside it.
+        assert_eq!(st.sessions.len(), 4);
+        assert!(st.sessions.contains_key(&ids[9]));
+        for old in &ids[..6] {
+            assert!(!st.sessions.contains_key(old));
+        }
+        assert!(st.sessions.contains_key(&ids[6]));
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct Options {
     /// Extra YAML lines under `auth:` (indented by two spaces).
     pub extra_auth: &'static str,
     pub max_session_lifetime: &'static str,
+    /// `concurrent_sessions.max_total`.
+    pub max_total: u64,
 }
 
 impl Default for Options {
@@ -108,6 +110,7 @@ impl Default for Options {
             upstream: None,
             extra_auth: "",
             max_session_lifetime: "1h",
+            max_total: 100_000,
         }
     }
 }
@@ -190,6 +193,7 @@ auth:
   concurrent_sessions:
     policy: {policy}
     max_per_user: {max}
+    max_total: {max_total}
   refresh_reuse_grace: {grace}
   activity:
     ignore_paths: [/app/poll]
@@ -210,6 +214,7 @@ auth:
         extra = o.extra_routes.replace("UPSTREAM", &upstream.to_string()),
         extra_auth = o.extra_auth,
         lifetime = o.max_session_lifetime,
+        max_total = o.max_total,
     )
 }
 
