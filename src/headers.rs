@@ -132,6 +132,21 @@ pub fn bearer(req: &RequestHeader) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// A client address for logs: the address, or `-` for a peer without one
+/// (a Unix socket).
+pub fn show_ip(ip: Option<IpAddr>) -> impl std::fmt::Display {
+    struct Shown(Option<IpAddr>);
+    impl std::fmt::Display for Shown {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {
+                Some(ip) => ip.fmt(f),
+                None => f.write_str("-"),
+            }
+        }
+    }
+    Shown(ip)
+}
+
 /// The client address per SPEC §5: the TCP peer, unless it is a trusted
 /// proxy, then the rightmost untrusted `X-Forwarded-For` hop.
 pub fn client_ip(

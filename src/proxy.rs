@@ -135,7 +135,7 @@ impl ProxyHttp for Gateway {
 
         let req = session.req_header();
         if let Err(refusal) = crate::framing::check(req) {
-            tracing::info!(client = ?ctx.client_ip, why = refusal.why(), "Refused a request's framing.");
+            tracing::info!(client = %crate::headers::show_ip(ctx.client_ip), why = refusal.why(), "Refused a request's framing.");
             ctx.outcome = Outcome::BadRequest;
             session.set_keepalive(None);
             let body = match refusal {
@@ -164,7 +164,7 @@ impl ProxyHttp for Gateway {
         let path = match normalize_path(req.uri.path()) {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(client = ?ctx.client_ip, error = %e, "Refused an ambiguous path.");
+                tracing::info!(client = %crate::headers::show_ip(ctx.client_ip), error = %e, "Refused an ambiguous path.");
                 ctx.outcome = Outcome::BadRequest;
                 session.set_keepalive(None);
                 fixed(400, body::INVALID_REQUEST).send(session).await?;
@@ -175,6 +175,14 @@ impl ProxyHttp for Gateway {
         if under(&path, &st.paths.prefix) || path == crate::config::JWKS_PATH {
             ctx.outcome = Outcome::Own;
             auth::endpoints::handle(st, session, &path, ctx.client_ip).await?;
+            return Ok(true);
+        }
+        // `/AUTH/session`, `/auth;x/...`: routes match leniently (as IIS or
+        // Tomcat read paths), so such spellings would reach an app as if
+        // they were the gateway's own paths. They are nobody's.
+        if crate::routes::lenient_under(&path, &st.paths.prefix) {
+            ctx.outcome = Outcome::NotFound;
+            fixed(404, body::NOT_FOUND).send(session).await?;
             return Ok(true);
         }
 
@@ -212,7 +220,7 @@ impl ProxyHttp for Gateway {
                 Some((_, Via::Cookie))
             )
         {
-            tracing::info!(client = ?ctx.client_ip, route = route.name(), "Refused a cross-origin request that relies on the cookie.");
+            tracing::info!(client = %crate::headers::show_ip(ctx.client_ip), route = route.name(), "Refused a cross-origin request that relies on the cookie.");
             ctx.outcome = Outcome::Forbidden;
             fixed(403, body::FORBIDDEN_ORIGIN).send(session).await?;
             return Ok(true);
@@ -484,7 +492,11 @@ impl ProxyHttp for Gateway {
                 metrics::UPSTREAM_ERRORS
                     .with_label_values(&[r.name()])
                     .inc();
-                tracing::warn!(route = r.name(), error = ?e.map(|e| e.etype()), "Upstream request failed.");
+                tracing::warn!(
+                    route = r.name(),
+                    error = e.map_or("-", |e| e.etype().as_str()),
+                    "Upstream request failed."
+                );
             }
         }
         if ctx.outcome != Outcome::Own {

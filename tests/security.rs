@@ -898,3 +898,34 @@ async fn the_log_never_holds_passwords_tokens_cookies_or_session_ids() {
         assert!(!log.contains(&secret), "the log holds the {what}");
     }
 }
+
+#[tokio::test]
+async fn other_spellings_of_the_gateway_prefix_never_reach_an_app() {
+    let (up, seen) = counting_upstream().await;
+    let gw = Gateway::start_with(Options {
+        upstream: Some(up),
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The twin: the app gets its own paths.
+    assert_eq!(gw.get_bearer("/app/auth/x", &token).await.status(), 200);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    for path in [
+        "/AUTH/session",
+        "/Auth/signin",
+        "/auth;x/session",
+        "/auth./session",
+    ] {
+        let r = gw.get_bearer(path, &token).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "a prefix spelling reached the app"
+    );
+}

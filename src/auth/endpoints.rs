@@ -64,7 +64,7 @@ pub async fn handle(
     let method = session.req_header().method.clone();
     use http::Method;
     if method == Method::POST && !same_origin(st, session.req_header()) {
-        tracing::info!(client = ?client_ip, path, "Refused a cross-origin POST to a gateway endpoint.");
+        tracing::info!(client = %crate::headers::show_ip(client_ip), path, "Refused a cross-origin POST to a gateway endpoint.");
         if classify(st, path) == Endpoint::Signin {
             metrics::SIGNIN.with_label_values(&["bad_request"]).inc();
         }
@@ -302,7 +302,7 @@ async fn signin_inner(
     };
 
     if let Some(wait) = st.throttle.check(&req.username, client_ip) {
-        tracing::warn!(client = ?client_ip, "Signin throttled.");
+        tracing::warn!(client = %crate::headers::show_ip(client_ip), "Signin throttled.");
         let r = fixed(429, body::RATE_LIMITED).with("retry-after", wait.to_string());
         return (fail("rate_limited", r), "rate_limited");
     }
@@ -324,7 +324,7 @@ async fn signin_inner(
         Some(u) if ok && !u.disabled => u,
         _ => {
             st.throttle.record_failure(&req.username, client_ip);
-            tracing::info!(client = ?client_ip, "Signin refused: invalid credentials.");
+            tracing::info!(client = %crate::headers::show_ip(client_ip), "Signin refused: invalid credentials.");
             return (
                 fail("invalid_credentials", fixed(401, body::INVALID_CREDENTIALS)),
                 "invalid_credentials",
@@ -377,7 +377,7 @@ async fn signin_inner(
     let Some(user) = still else {
         st.store.end(created.id, EndReason::Revoked);
         st.throttle.record_failure(&req.username, client_ip);
-        tracing::info!(client = ?client_ip, "Signin refused: the user changed during verification.");
+        tracing::info!(client = %crate::headers::show_ip(client_ip), "Signin refused: the user changed during verification.");
         return (
             fail("invalid_credentials", fixed(401, body::INVALID_CREDENTIALS)),
             "invalid_credentials",
@@ -401,7 +401,7 @@ async fn signin_inner(
             return (fixed(500, body::INTERNAL), "unavailable");
         }
     };
-    tracing::info!(user = %user.username, session = %created.id.digest(), client = ?client_ip, "Signin succeeded.");
+    tracing::info!(user = %user.username, session = %created.id.digest(), client = %crate::headers::show_ip(client_ip), "Signin succeeded.");
     let tokens = IssuedTokens {
         access_token: access,
         refresh_token: created.refresh_token,

@@ -117,12 +117,26 @@ pub fn parse_yaml(text: &str, c: &mut Collector) -> Option<Value> {
             Some(v)
         }
         Err(e) => {
-            // The parser's message carries line and column; keep it to one line.
-            let msg = e.to_string().replace('\n', " ");
-            c.err("", format!("not valid YAML: {msg}"));
+            c.err("", yaml_error_message(&e.to_string()));
             None
         }
     }
+}
+
+/// The parser's error as one line a user can act on: its first line (line,
+/// column and what is wrong), without the source excerpt that follows and
+/// without advice meant for programmers using the parser.
+fn yaml_error_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw);
+    let first = first.split("  -->").next().unwrap_or(first).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some((at, key)) = first.split_once(": duplicate mapping key: ") {
+        let key = key.split(',').next().unwrap_or(key).trim();
+        return format!(
+            "{at}: `{key}` appears twice in the same section; keep one (YAML would silently use the last)"
+        );
+    }
+    format!("not valid YAML: {first}")
 }
 
 fn substitute_env(v: &mut Value, path: &str, c: &mut Collector) {
@@ -408,7 +422,23 @@ mod tests {
     #[test]
     fn duplicate_keys_are_refused() {
         let mut c = Collector::new(Path::new("x.yaml"));
-        assert!(parse_yaml("a: 1\na: 2\n", &mut c).is_none());
+        assert!(parse_yaml("auth:\n  idle: 1m\n  idle: 5m\n", &mut c).is_none());
         assert_eq!(c.problems.len(), 1);
+        let text = c.problems[0].to_string();
+        assert!(
+            text.contains("line 3 column 3: `idle` appears twice"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("DuplicateKeyPolicy") && !text.contains("-->"),
+            "{text}"
+        );
+        let mut c = Collector::new(Path::new("x.yaml"));
+        assert!(parse_yaml("a: [1\n", &mut c).is_none());
+        let text = c.problems[0].to_string();
+        assert!(
+            text.contains("not valid YAML: line 1") && !text.contains('|'),
+            "{text}"
+        );
     }
 }

@@ -117,6 +117,9 @@ pub(super) fn build(tree: Value, _path: &Path, c: &mut Collector) -> Option<Conf
     top.finish(c);
 
     let mut routes = Vec::new();
+    // Index in the file of each route kept: messages name the route as
+    // written even when an earlier one was refused.
+    let mut at = Vec::new();
     if route_values.is_empty() {
         c.err(
             "routes",
@@ -126,9 +129,10 @@ pub(super) fn build(tree: Value, _path: &Path, c: &mut Collector) -> Option<Conf
     for (i, v) in route_values.into_iter().enumerate() {
         if let Some(r) = route(c, i, v) {
             routes.push(r);
+            at.push(i);
         }
     }
-    check_routes(c, &routes, &auth);
+    check_routes(c, &routes, &at, &auth);
 
     Some(Config {
         source: c.file.clone(),
@@ -421,7 +425,10 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
             None
         }
     };
-    let signing_key = s.path(c, "signing_key", DEFAULT_SIGNING_KEY);
+    let given_signing_key = s.opt_path(c, "signing_key");
+    let signing_key = given_signing_key
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SIGNING_KEY.into());
     let secret_file = s.opt_path(c, "secret_file");
     let verify_keys = s.string_list(c, "verify_keys");
     let issuer = s.string(c, "issuer", DEFAULT_ISSUER);
@@ -452,6 +459,12 @@ fn jwt(c: &mut Collector, v: Option<Value>) -> Option<JwtConfig> {
     match algorithm {
         Some(JwtAlgorithm::HS256) if secret_file.is_none() => {
             c.err("auth.jwt.secret_file", "HS256 needs a file with at least 32 random bytes (e.g. `head -c 48 /dev/urandom > certs/jwt.secret`)");
+        }
+        Some(JwtAlgorithm::HS256) if given_signing_key.is_some() => {
+            c.err(
+                "auth.jwt.signing_key",
+                "is not used with HS256, which signs with auth.jwt.secret_file; remove it, or choose EdDSA, ES256 or RS256",
+            );
         }
         Some(a) if a != JwtAlgorithm::HS256 && secret_file.is_some() => {
             c.err(
@@ -643,6 +656,13 @@ fn upstream(c: &mut Collector, key: String, u: &str) -> Option<SocketAddr> {
         .trim_end_matches(']')
         .to_string();
     let port = parsed.port_or_known_default().unwrap_or(80);
+    if port == 0 {
+        c.err(
+            key,
+            format!("`{u}`: port 0 is no upstream; write the port the app listens on"),
+        );
+        return None;
+    }
     match (host.as_str(), port)
         .to_socket_addrs()
         .map(|mut a| a.next())
@@ -681,9 +701,15 @@ pub fn within(inner: &str, outer: &str) -> bool {
             && inner.as_bytes()[outer.len()] == b'/')
 }
 
-fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthConfig>) {
+fn check_routes(
+    c: &mut Collector,
+    routes: &[RouteConfig],
+    at: &[usize],
+    auth: &Option<AuthConfig>,
+) {
     let mut names = std::collections::HashSet::new();
-    for (i, r) in routes.iter().enumerate() {
+    for (pos, r) in routes.iter().enumerate() {
+        let i = at[pos];
         if !names.insert(r.name.as_str()) {
             c.err(
                 format!("routes[{i}].name"),
@@ -736,7 +762,8 @@ fn check_routes(c: &mut Collector, routes: &[RouteConfig], auth: &Option<AuthCon
         }
         // A later route whose prefix an earlier one already covers is dead
         // (routes match case-insensitively: see routes::lenient_under).
-        for (k, earlier) in routes[..i].iter().enumerate() {
+        for (earlier_pos, earlier) in routes[..pos].iter().enumerate() {
+            let k = at[earlier_pos];
             if crate::routes::lenient_under(&r.path_prefix, &earlier.path_prefix) {
                 c.err(
                     format!("routes[{i}].path_prefix"),
@@ -805,6 +832,25 @@ mod tests {
                 "{key} missing in:\n{msg}"
             );
         }
+        // Silently unused settings and impossible upstreams.
+        let text = "auth:\n  jwt:\n    algorithm: HS256\n    secret_file: s\n    signing_key: k.pem\nroutes:\n  - name: a\n    path_prefix: /\n    upstream: http://127.0.0.1:0\n";
+        let msg = load(text).unwrap_err().to_string();
+        assert!(
+            msg.contains("auth.jwt.signing_key: is not used with HS256"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("routes[0].upstream: `http://127.0.0.1:0`: port 0"),
+            "{msg}"
+        );
+        // A refused route does not shift the index of the ones after it.
+        let text = "routes:\n  - name: a\n    path_prefix: /a\n    upstream: http://127.0.0.1:1\n  - name: b\n    path_prefix: /b\n    upstream: ftp://x\n  - name: c\n    path_prefix: /\n    upstream: http://127.0.0.1:1\n    public_paths: [/auth/x]\n";
+        let msg = load(text).unwrap_err().to_string();
+        assert!(msg.contains("routes[1].upstream"), "{msg}");
+        assert!(
+            msg.contains("routes[2].public_paths[0]: `/auth/x` overlaps"),
+            "{msg}"
+        );
     }
 
     #[test]
