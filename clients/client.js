@@ -13,8 +13,10 @@
  * server's deadlines from GET {prefix}/session, warns before the deadline,
  * and on expiry logs out and goes to the login page with reason=idle.
  * Tabs of one browser share activity and logout (BroadcastChannel).
- * No dependency, no build step, no token is ever readable by page scripts
- * (the tokens live in HttpOnly cookies).
+ * No dependency, no build step. The refresh token never leaves its HttpOnly
+ * cookie; an access token reaches page scripts only as the result of a
+ * refresh (onRefresh(r).accessToken), for apps that also call services
+ * with Authorization: Bearer.
  */
 (function (global) {
   "use strict";
