@@ -110,7 +110,16 @@ pub(super) fn build(tree: Value, _path: &Path, c: &mut Collector) -> Option<Conf
     let mut top = Section::new(c, "", Some(tree), TOP_KEYS);
     let server = server(c, top.take("server"));
     let tls = tls(c, top.take("tls"));
-    let auth = auth(c, top.take("auth"));
+    let auth_value = top.take("auth");
+    // The reserved prefix as written, for the route checks even when
+    // another auth key is wrong (so one run lists both problems).
+    let prefix_hint = auth_value
+        .as_ref()
+        .and_then(|a| a.get("path_prefix"))
+        .map_or(Some(DEFAULT_PATH_PREFIX), Value::as_str)
+        .map(|p| p.trim_end_matches('/').to_string())
+        .filter(|p| p.starts_with('/') && p.len() > 1);
+    let auth = auth(c, auth_value);
     let session_store = store(c, top.take("session_store"));
     let route_values = top.list(c, "routes");
     let demo = top.take("demo").map(|v| demo(c, v));
@@ -132,7 +141,8 @@ pub(super) fn build(tree: Value, _path: &Path, c: &mut Collector) -> Option<Conf
             at.push(i);
         }
     }
-    check_routes(c, &routes, &at, &auth);
+    let reserved_prefix = auth.as_ref().map(|a| a.path_prefix.clone()).or(prefix_hint);
+    check_routes(c, &routes, &at, reserved_prefix.as_deref());
 
     Some(Config {
         source: c.file.clone(),
@@ -705,7 +715,7 @@ fn check_routes(
     c: &mut Collector,
     routes: &[RouteConfig],
     at: &[usize],
-    auth: &Option<AuthConfig>,
+    auth_prefix: Option<&str>,
 ) {
     let mut names = std::collections::HashSet::new();
     for (pos, r) in routes.iter().enumerate() {
@@ -717,8 +727,8 @@ fn check_routes(
             );
         }
         let mut reserved = vec![JWKS_PATH.to_string()];
-        if let Some(a) = auth {
-            reserved.push(a.path_prefix.clone());
+        if let Some(p) = auth_prefix {
+            reserved.push(p.to_string());
         }
         let mut check = |key: String, p: &str| {
             for res in &reserved {
@@ -849,6 +859,14 @@ mod tests {
         assert!(msg.contains("routes[1].upstream"), "{msg}");
         assert!(
             msg.contains("routes[2].public_paths[0]: `/auth/x` overlaps"),
+            "{msg}"
+        );
+        // Overlaps are found in the same run as a wrong auth value.
+        let text = "auth:\n  idle_timeout: soon\nroutes:\n  - name: a\n    path_prefix: /auth\n    upstream: http://127.0.0.1:1\n";
+        let msg = load(text).unwrap_err().to_string();
+        assert!(msg.contains("auth.idle_timeout"), "{msg}");
+        assert!(
+            msg.contains("routes[0].path_prefix: `/auth` overlaps"),
             "{msg}"
         );
     }
