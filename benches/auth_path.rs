@@ -184,7 +184,10 @@ fn header_rewrite(c: &mut Criterion) {
         ("accept", "text/html,application/xhtml+xml"),
         ("accept-language", "en-GB,en;q=0.9"),
         ("accept-encoding", "gzip, deflate, br"),
-        ("cookie", "__Host-authgate=abc.def.ghi; app_session=42; theme=dark"),
+        (
+            "cookie",
+            "__Host-authgate=abc.def.ghi; app_session=42; theme=dark",
+        ),
         ("x-auth-user", "mallory"),
         ("x_auth_roles", "admin"),
         ("connection", "keep-alive, x-auth-user"),
@@ -216,5 +219,11 @@ fn header_rewrite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, auth_decision, denial, session_check, header_rewrite);
+criterion_group!(
+    benches,
+    auth_decision,
+    denial,
+    session_check,
+    header_rewrite
+);
 criterion_main!(benches);
