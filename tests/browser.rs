@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 // ---------------------------------------------------------------- the app
 
@@ -36,14 +36,9 @@ async fn start_app(warn_ms: u64) -> SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
+                let Some(buf) = read_request_head(&mut sock).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&buf).into_owned();
                 let path = head.split(' ').nth(1).unwrap_or("/").to_string();
                 let user = head

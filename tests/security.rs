@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -30,13 +30,8 @@ async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut sock, _)) = listener.accept().await {
             let count = count.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_request_head(&mut sock).await.is_none() {
+                    return;
                 }
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = sock

@@ -445,6 +445,21 @@ pub fn jwt_claims(token: &str) -> Value {
     .unwrap()
 }
 
+/// Reads an HTTP request head (up to the blank line) from a test
+/// upstream's socket; None when the peer closed first.
+pub async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf)
+}
+
 /// Sends raw bytes over TLS and returns the raw response (for requests a
 /// normal client would tidy up).
 pub async fn raw_tls(dir: &Path, port: u16, request: &[u8]) -> String {
