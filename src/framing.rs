@@ -5,7 +5,7 @@
 //! pingora (httparse) already refuses malformed chunk sizes, a
 //! `Transfer-Encoding` other than a lone `chunked`, `Transfer-Encoding` on
 //! HTTP/1.0, obs-folded headers, two `Host` headers, differing duplicate
-//! `Content-Length`s, absolute-form targets and HTTP/0.9 (tests in
+//! `Content-Length`s, absolute-form targets with another `Host`, HTTP/0.9 (tests in
 //! `tests/security.rs` pin each). `Content-Length` beside
 //! `Transfer-Encoding` it resolves as RFC 9112 §6.3 says: the chunked
 //! framing wins, `Content-Length` is removed before any filter runs and the

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, SET_COOKIE};
 use pingora::http::RequestHeader;
 
 use crate::session::Live;
@@ -122,6 +122,36 @@ pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
             let (k, v) = pair.split_once('=')?;
             (k.trim() == name).then(|| v.trim())
         })
+}
+
+/// Removes the upstream's `Set-Cookie`s for the gateway's own cookie names;
+/// allocates only when the response sets one of them.
+pub fn strip_set_cookies(resp: &mut pingora::http::ResponseHeader, names: [&str; 2]) {
+    let ours = |v: &HeaderValue| {
+        let name = v
+            .as_bytes()
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        names
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+    };
+    if !resp.headers.get_all(SET_COOKIE).iter().any(ours) {
+        return;
+    }
+    let keep: Vec<HeaderValue> = resp
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| !ours(v))
+        .cloned()
+        .collect();
+    resp.remove_header(&SET_COOKIE);
+    for v in keep {
+        let _ = resp.append_header(SET_COOKIE, v);
+    }
 }
 
 /// The Bearer token of `Authorization`, if that is the scheme used.
@@ -259,6 +289,25 @@ mod tests {
         let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(names, vec!["accept", "x-authority"]);
+    }
+
+    #[test]
+    fn an_upstreams_set_cookie_for_our_names_is_dropped() {
+        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+        for v in [
+            "a=1",
+            "__Host-authgate=x; Path=/",
+            " __HOST-AUTHGATE =y",
+            "r=; Max-Age=0",
+        ] {
+            resp.append_header("set-cookie", v).unwrap();
+        }
+        strip_set_cookies(&mut resp, ["__Host-authgate", "r"]);
+        let left: Vec<_> = resp.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(left, vec!["a=1"]);
+        // Nothing of ours: untouched.
+        strip_set_cookies(&mut resp, ["__Host-authgate", "r"]);
+        assert_eq!(resp.headers.get_all("set-cookie").iter().count(), 1);
     }
 
     #[test]

@@ -192,7 +192,10 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.route = Some(route.index);
-        if path != req.uri.path() {
+        // Absolute form (`GET http://host/x`) goes out in origin form: the
+        // upstream sees exactly the normalized path, never a client's
+        // scheme and authority in the request line.
+        if path != req.uri.path() || req.raw_path().first() != Some(&b'/') {
             ctx.rewritten = Some(match req.uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path.clone(),
@@ -351,6 +354,15 @@ impl ProxyHttp for Gateway {
             .get("x-auth-logout")
             .is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
         resp.remove_header("x-auth-logout");
+        // The gateway's cookies are the gateway's: an app (a public one
+        // included) must not set, fix or clear them for the browser.
+        crate::headers::strip_set_cookies(
+            resp,
+            [
+                st.config.auth.cookie.name.as_str(),
+                st.config.auth.cookie.refresh_name.as_str(),
+            ],
+        );
         if app_logout && ctx.end_after.is_none() {
             ctx.end_after = match &ctx.identity {
                 Some((sid, _)) => Some(*sid),

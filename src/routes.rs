@@ -23,6 +23,43 @@ pub enum PathError {
     BadEncoding,
     #[error("the path climbs above the root")]
     AboveRoot,
+    #[error("the path holds a segment of only ;parameters")]
+    ParamsOnlySegment,
+}
+
+/// Characters that Windows "best fit" mapping, or a decoder that folds
+/// compatibility forms, turns into `/`, `\` or `.` (fullwidth solidus,
+/// division slash, ...): a path holding one could name another resource
+/// on such an upstream than the one routed on here.
+const LOOKALIKES: &[char] = &[
+    '\u{FF0F}', '\u{FF3C}', '\u{FF0E}', '\u{2215}', '\u{2216}', '\u{2044}', '\u{29F8}', '\u{FE68}',
+    '\u{FE52}', '\u{2024}',
+];
+
+/// Percent-encoded non-ASCII must be well-formed UTF-8 (no overlong `.`
+/// or `/`, which old decoders accept) and hold no [`LOOKALIKES`].
+fn check_encoded_utf8(raw: &str) -> Result<(), PathError> {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let mut run = Vec::new();
+        while i + 2 < b.len() && b[i] == b'%' {
+            match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) if h >= 8 => run.push(h * 16 + l),
+                _ => break,
+            }
+            i += 3;
+        }
+        if run.is_empty() {
+            i += 1;
+            continue;
+        }
+        let s = std::str::from_utf8(&run).map_err(|_| PathError::BadEncoding)?;
+        if s.chars().any(|c| LOOKALIKES.contains(&c)) {
+            return Err(PathError::Forbidden);
+        }
+    }
+    Ok(())
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -68,6 +105,18 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
                     return Err(PathError::Forbidden);
                 }
+                // `%252e` is `%2e` to an upstream that decodes twice.
+                if v == b'%' {
+                    let next = (
+                        bytes.get(i + 3).copied().and_then(hex),
+                        bytes.get(i + 4).copied().and_then(hex),
+                    );
+                    if let (Some(h2), Some(l2)) = next {
+                        if matches!(h2 * 16 + l2, b'.' | b'/' | b'\\' | b';' | 0) {
+                            return Err(PathError::Forbidden);
+                        }
+                    }
+                }
                 if is_unreserved(v) {
                     decoded.push(v as char);
                 } else {
@@ -85,6 +134,9 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
             }
         }
     }
+    if raw.contains('%') {
+        check_encoded_utf8(raw)?;
+    }
     // Segment pass.
     let mut out: Vec<&str> = Vec::new();
     let trailing_slash = decoded.ends_with('/');
@@ -97,6 +149,12 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         // `;` starts path parameters (Tomcat, Jetty); some upstreams also
         // decode `%3B` first, so `..%3Bx` must count as `..` here too.
         let name = segment_name(seg);
+        if name.is_empty() {
+            // `/;x/admin`: Tomcat and Jetty drop the parameters and the
+            // empty segment and serve `/admin`, which was routed here as a
+            // segment `;x` under `/`.
+            return Err(PathError::ParamsOnlySegment);
+        }
         if name == "." {
             last_was_dot = true;
             continue;
@@ -266,6 +324,8 @@ mod tests {
             ("/a%3fb", "/a%3Fb"),
             ("/x/..", "/"),
             ("/..a/b", "/..a/b"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("/100%2541", "/100%2541"),
         ];
         for (raw, want) in ok {
             assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
@@ -285,6 +345,25 @@ mod tests {
             ("/..", PathError::AboveRoot),
             ("/a/../../b", PathError::AboveRoot),
             ("/%2e%2e/x", PathError::AboveRoot),
+            // Tomcat serves these as /admin (found by a review: they
+            // reached the catch-all route with the identity of a non-admin)
+            ("/;/admin", PathError::ParamsOnlySegment),
+            ("/;jsessionid=1/admin/x", PathError::ParamsOnlySegment),
+            ("/%3b/admin", PathError::ParamsOnlySegment),
+            ("/%3Bx/admin", PathError::ParamsOnlySegment),
+            ("/a/;x", PathError::ParamsOnlySegment),
+            // best-fit and overlong forms of / and .
+            ("/admin%EF%BC%8F", PathError::Forbidden),
+            ("/admin%ef%bc%8e%ef%bc%8e", PathError::Forbidden),
+            ("/a%E2%88%95b", PathError::Forbidden),
+            ("/admin%C0%AE", PathError::BadEncoding),
+            ("/%c0%ae%c0%ae/admin", PathError::BadEncoding),
+            ("/%C0%AF", PathError::BadEncoding),
+            ("/a%FF", PathError::BadEncoding),
+            // decoded twice by some upstreams
+            ("/x/%252e%252e/admin", PathError::Forbidden),
+            ("/x/%252f", PathError::Forbidden),
+            ("/x/%255C", PathError::Forbidden),
         ];
         for (raw, want) in bad {
             assert_eq!(normalize_path(raw), Err(want), "{raw}");

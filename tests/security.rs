@@ -9,7 +9,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -19,30 +19,35 @@ use tokio::io::AsyncWriteExt;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// An upstream that counts the requests that reach it and answers each
-/// with a small 200 (and closes, so every request is one connection).
-async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+/// An upstream that keeps the head of every request that reaches it and
+/// answers each with `response` (and closes, so one request a connection).
+async fn recording_upstream(response: &'static [u8]) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let count = seen.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let heads = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
-            let count = count.clone();
+            let heads = heads.clone();
             tokio::spawn(async move {
-                if read_request_head(&mut sock).await.is_none() {
+                let Some(head) = read_request_head(&mut sock).await else {
                     return;
-                }
-                count.fetch_add(1, Ordering::SeqCst);
-                let _ = sock
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
+                };
+                heads
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = sock.write_all(response).await;
             });
         }
     });
     (addr, seen)
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+
+async fn counting_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    recording_upstream(OK).await
 }
 
 fn status_of(raw: &str) -> u16 {
@@ -71,7 +76,7 @@ async fn ambiguous_framing_and_oversized_requests_never_reach_the_upstream() {
     )
     .await;
     assert_eq!(status_of(&ok), 200, "{ok}");
-    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.lock().unwrap().len(), 1);
 
     let long_target = format!(
         "GET /public/{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -129,7 +134,7 @@ async fn ambiguous_framing_and_oversized_requests_never_reach_the_upstream() {
         );
     }
     assert_eq!(
-        seen.load(Ordering::SeqCst),
+        seen.lock().unwrap().len(),
         1,
         "a refused request reached the upstream"
     );
@@ -150,7 +155,7 @@ async fn ambiguous_framing_and_oversized_requests_never_reach_the_upstream() {
         "{raw}"
     );
     assert_eq!(
-        seen.load(Ordering::SeqCst),
+        seen.lock().unwrap().len(),
         2,
         "the smuggled request was read"
     );
@@ -640,7 +645,7 @@ async fn cookie_requests_to_apps_must_come_from_our_origin() {
         }
         rb.send()
     };
-    let before = seen.load(Ordering::SeqCst);
+    let before = seen.lock().unwrap().len();
     for (origin, site) in [
         (Some("https://evil.example"), Some("cross-site")),
         (Some("https://sub.localhost"), Some("same-site")),
@@ -653,7 +658,7 @@ async fn cookie_requests_to_apps_must_come_from_our_origin() {
         assert_eq!(r.text().await.unwrap(), r#"{"error":"forbidden_origin"}"#);
     }
     assert_eq!(
-        seen.load(Ordering::SeqCst),
+        seen.lock().unwrap().len(),
         before,
         "a CSRF request reached the app"
     );
@@ -683,7 +688,7 @@ async fn cookie_requests_to_apps_must_come_from_our_origin() {
         let r = post(path, origin, site, bearer).await.unwrap();
         assert_eq!(r.status(), 200, "{path} {origin:?} {bearer}");
     }
-    assert_eq!(seen.load(Ordering::SeqCst), before + 4);
+    assert_eq!(seen.lock().unwrap().len(), before + 4);
     // Safe methods are not affected (a cross-site link is fine).
     let r = gw
         .client
@@ -908,7 +913,7 @@ async fn other_spellings_of_the_gateway_prefix_never_reach_an_app() {
         .to_string();
     // The twin: the app gets its own paths.
     assert_eq!(gw.get_bearer("/app/auth/x", &token).await.status(), 200);
-    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.lock().unwrap().len(), 1);
     for path in [
         "/AUTH/session",
         "/Auth/signin",
@@ -919,8 +924,128 @@ async fn other_spellings_of_the_gateway_prefix_never_reach_an_app() {
         assert_eq!(r.status(), 404, "{path}");
     }
     assert_eq!(
-        seen.load(Ordering::SeqCst),
+        seen.lock().unwrap().len(),
         1,
         "a prefix spelling reached the app"
     );
+}
+
+#[tokio::test]
+async fn only_the_browsers_own_cookie_is_renewed_in_line() {
+    let gw = Gateway::start_with(Options {
+        access_token_ttl: "2s",
+        refresh_reuse_grace: "1s",
+        ..Default::default()
+    })
+    .await;
+    let as_cookie = |token: String| {
+        gw.client
+            .get(gw.url("/app/page"))
+            .header("cookie", format!("__Host-authgate={token}"))
+            .header("accept", "application/json")
+            .send()
+    };
+    // A token that only ever travelled in a body (and so as a bearer).
+    let r = gw
+        .client
+        .post(gw.url("/auth/signin"))
+        .json(&json!({"username": "alice", "password": PASSWORD, "delivery": "body"}))
+        .send()
+        .await
+        .unwrap();
+    let body_only = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A browser's cookie.
+    let r = gw.signin("Bob", BOB_PASSWORD).await;
+    let browser = cookie_pair(&r, "__Host-authgate")
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(3200)).await; // both expired
+    let r = as_cookie(body_only).await.unwrap();
+    assert_eq!(r.status(), 401, "a bearer token was renewed as a cookie");
+    assert!(r.headers().get("set-cookie").is_none());
+    // The twin: the browser's own expired cookie is renewed...
+    let r = as_cookie(browser.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let renewed = cookie_pair(&r, "__Host-authgate");
+    assert!(!renewed.is_empty());
+    // ...once: after the grace, the superseded cookie mints nothing more.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let r = as_cookie(browser).await.unwrap();
+    assert_eq!(r.status(), 401, "a superseded cookie was renewed again");
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = gw
+        .client
+        .get(gw.url("/app/page"))
+        .header("cookie", renewed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_goes_upstream_in_origin_form() {
+    let (up, seen) = counting_upstream().await;
+    let gw = Gateway::start_with(Options {
+        upstream: Some(up),
+        ..Default::default()
+    })
+    .await;
+    let host = format!("localhost:{}", gw.port);
+    let raw = raw_tls(
+        gw.dir.path(),
+        gw.port,
+        format!(
+            "GET https://{host}/public/x?q=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&raw), 200, "{raw}");
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1);
+    assert!(
+        heads[0].starts_with("GET /public/x?q=1 HTTP/1.1\r\n"),
+        "{}",
+        heads[0]
+    );
+}
+
+#[tokio::test]
+async fn an_app_cannot_set_or_clear_the_gateways_cookies() {
+    let (up, _) = recording_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\
+          set-cookie: __Host-authgate=fixed-by-the-app; Path=/; Secure\r\n\
+          set-cookie: __secure-authgate-refresh=; Max-Age=0\r\n\
+          set-cookie: app_session=42; Path=/\r\n\r\nok",
+    )
+    .await;
+    let gw = Gateway::start_with(Options {
+        upstream: Some(up),
+        ..Default::default()
+    })
+    .await;
+    let r = gw.signin("alice", PASSWORD).await;
+    let cookie = cookie_pair(&r, "__Host-authgate");
+    for (path, cookie) in [("/public/x", None), ("/app/x", Some(cookie))] {
+        let mut rb = gw.client.get(gw.url(path));
+        if let Some(c) = &cookie {
+            rb = rb.header("cookie", c);
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let set: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        // The app's own cookie passes; the gateway's never come from it.
+        assert_eq!(set, vec!["app_session=42; Path=/".to_string()], "{path}");
+    }
 }

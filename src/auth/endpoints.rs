@@ -408,6 +408,9 @@ async fn signin_inner(
         expires_at: created.expires_at,
     };
 
+    if req.form || req.delivery != Delivery::Body {
+        st.store.mark_cookie_delivery(created.id, tokens.expires_at);
+    }
     if req.form {
         let target = safe_redirect(st, req.rd.as_deref());
         let mut r = Reply::redirect(303, &target);
@@ -531,6 +534,9 @@ async fn refresh(st: &State, session: &mut Session) -> Reply {
             let mut r = Reply::json_value(200, &token_body(st, &tokens, now_s, true, !via_cookie))
                 .with("pragma", "no-cache");
             if via_cookie {
+                if let Some((sid, _)) = crate::session::parse_refresh_token(&token) {
+                    st.store.mark_cookie_delivery(sid, tokens.expires_at);
+                }
                 for c in super::token_cookies(st, &tokens) {
                     r.header("set-cookie", c);
                 }

@@ -146,17 +146,20 @@ pub fn authenticate(
     }
 }
 
+/// Renews a cookie session in line; the result goes to the cookies.
 fn renew(st: &State, sid: SessionId, token_exp: u64) -> Option<Arc<IssuedTokens>> {
-    match st.store.plan_renewal(sid, token_exp)? {
-        RefreshPlan::Replay(t) => Some(t),
+    let t = match st.store.plan_renewal(sid, token_exp)? {
+        RefreshPlan::Replay(t) => t,
         RefreshPlan::Rotate(ticket) => {
             let t = issue(st, &ticket).ok()?;
             crate::metrics::REFRESH
                 .with_label_values(&["success"])
                 .inc();
-            Some(t)
+            t
         }
-    }
+    };
+    st.store.mark_cookie_delivery(sid, t.expires_at);
+    Some(t)
 }
 
 /// Signs a token pair for a rotation and installs it (or returns the pair a

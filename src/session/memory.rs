@@ -86,6 +86,12 @@ pub struct Session {
     /// double-submitted form that still carries this session's cookie
     /// replaces the newer one instead of hitting the limit.
     replaced_by: Option<SessionId>,
+    /// Unix seconds: the `exp` of the newest access token that went to the
+    /// browser as a cookie (0: none). Only that token is renewed in line:
+    /// an access token seen elsewhere (a bearer header, a log, an upstream
+    /// with `forward_authorization`) cannot be turned into a refresh token
+    /// by sending it as the cookie.
+    cookie_exp: u64,
 }
 
 /// Where a session was created from (shown to administrators).
@@ -453,6 +459,7 @@ impl MemoryStore {
                 digest: id.digest_bytes(),
                 client,
                 replaced_by: None,
+                cookie_exp: 0,
             },
         );
         keep.push(id);
@@ -483,22 +490,32 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let hash = {
             let sess = self.sessions.get(&id)?;
-            if sess.expires_at != token_exp {
-                // An older token than the session's newest: if a rotation
-                // just happened (parallel requests of one page), hand out
-                // its result; otherwise rotate again, so the browser is not
-                // bounced because another client of the session refreshed.
-                if let Some(r) = sess
+            if sess.cookie_exp != token_exp || token_exp == 0 {
+                // Not the newest token this session set as a cookie. Right
+                // after a rotation (parallel requests of one page at the
+                // renewal moment) it gets that rotation's result; anything
+                // else is not renewed: a superseded cookie, or a token that
+                // only ever travelled as a bearer.
+                return sess
                     .rotation
                     .as_ref()
-                    .filter(|r| now <= r.at + self.settings.grace_ms)
-                {
-                    return Some(RefreshPlan::Replay(r.successor.clone()));
-                }
+                    .filter(|r| now <= r.at + self.settings.grace_ms && sess.cookie_exp > 0)
+                    .map(|r| RefreshPlan::Replay(r.successor.clone()));
             }
+            // The browser's cookie, even when another client of the session
+            // (a script using the JSON API) refreshed since: rotate, so an
+            // active browser is not bounced.
             sess.refresh_hash
         };
         self.plan(id, hash).ok()
+    }
+
+    /// Records that the access token expiring at `exp` was set as a cookie
+    /// (signin, cookie refresh, renewal in line).
+    pub fn mark_cookie_delivery(&self, id: SessionId, exp: u64) {
+        if let Some(mut sess) = self.sessions.get_mut(&id) {
+            sess.cookie_exp = sess.cookie_exp.max(exp);
+        }
     }
 
     fn plan(&self, id: SessionId, hash: [u8; 32]) -> Result<RefreshPlan, GrantError> {
