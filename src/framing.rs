@@ -47,6 +47,15 @@ impl Refusal {
         }
     }
 
+    pub fn body(self) -> &'static [u8] {
+        use crate::error::body;
+        match self {
+            Self::TargetTooLong => body::URI_TOO_LONG,
+            Self::HeadersTooLarge => body::HEADERS_TOO_LARGE,
+            Self::Ambiguous(_) => body::INVALID_REQUEST,
+        }
+    }
+
     pub fn why(self) -> &'static str {
         match self {
             Self::TargetTooLong => "request target too long",

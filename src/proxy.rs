@@ -138,12 +138,9 @@ impl ProxyHttp for Gateway {
             tracing::info!(client = %crate::headers::show_ip(ctx.client_ip), why = refusal.why(), "Refused a request's framing.");
             ctx.outcome = Outcome::BadRequest;
             session.set_keepalive(None);
-            let body = match refusal {
-                crate::framing::Refusal::TargetTooLong => body::URI_TOO_LONG,
-                crate::framing::Refusal::HeadersTooLarge => body::HEADERS_TOO_LARGE,
-                crate::framing::Refusal::Ambiguous(_) => body::INVALID_REQUEST,
-            };
-            fixed(refusal.status(), body).send(session).await?;
+            fixed(refusal.status(), refusal.body())
+                .send(session)
+                .await?;
             return Ok(true);
         }
         // Methods are case-sensitive, but some upstreams fold them: `trace`
