@@ -36,6 +36,22 @@ const LOOKALIKES: &[char] = &[
     '\u{FE52}', '\u{2024}',
 ];
 
+/// `%252e` is `%2e` to an upstream that decodes twice, then `.`: a
+/// double-encoded `.`, `/`, `\\`, `;` or NUL is refused.
+fn check_double_encoding(decoded: &str) -> Result<(), PathError> {
+    let b = decoded.as_bytes();
+    for w in b.windows(5) {
+        if w[0] == b'%' && w[1] == b'2' && w[2] == b'5' {
+            if let (Some(h), Some(l)) = (hex(w[3]), hex(w[4])) {
+                if matches!(h * 16 + l, b'.' | b'/' | b'\\' | b';' | 0) {
+                    return Err(PathError::Forbidden);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Percent-encoded non-ASCII must be well-formed UTF-8 (no overlong `.`
 /// or `/`, which old decoders accept) and hold no [`LOOKALIKES`].
 fn check_encoded_utf8(raw: &str) -> Result<(), PathError> {
@@ -105,18 +121,6 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
                     return Err(PathError::Forbidden);
                 }
-                // `%252e` is `%2e` to an upstream that decodes twice.
-                if v == b'%' {
-                    let next = (
-                        bytes.get(i + 3).copied().and_then(hex),
-                        bytes.get(i + 4).copied().and_then(hex),
-                    );
-                    if let (Some(h2), Some(l2)) = next {
-                        if matches!(h2 * 16 + l2, b'.' | b'/' | b'\\' | b';' | 0) {
-                            return Err(PathError::Forbidden);
-                        }
-                    }
-                }
                 if is_unreserved(v) {
                     decoded.push(v as char);
                 } else {
@@ -134,8 +138,11 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
             }
         }
     }
-    if raw.contains('%') {
-        check_encoded_utf8(raw)?;
+    // On the decoded form, which is what goes upstream: `%25` + `2` +
+    // `%65` decodes to `%252e` (found by the fuzzer).
+    if decoded.contains('%') {
+        check_encoded_utf8(&decoded)?;
+        check_double_encoding(&decoded)?;
     }
     // Segment pass.
     let mut out: Vec<&str> = Vec::new();
@@ -364,6 +371,9 @@ mod tests {
             ("/x/%252e%252e/admin", PathError::Forbidden),
             ("/x/%252f", PathError::Forbidden),
             ("/x/%255C", PathError::Forbidden),
+            // ...also when decoding assembles it (found by the fuzzer)
+            ("/a%252%65", PathError::Forbidden),
+            ("/%25%32%65", PathError::Forbidden),
         ];
         for (raw, want) in bad {
             assert_eq!(normalize_path(raw), Err(want), "{raw}");
