@@ -258,6 +258,17 @@ impl Browser {
             .join("; ")
     }
 
+    /// Types into the page's input every 0.7 s for `how_long`: user
+    /// activity that makes no request of the page's own.
+    async fn keep_typing(&self, how_long: Duration) {
+        let input = self.client.find(Locator::Id("typing")).await.unwrap();
+        let start = Instant::now();
+        while start.elapsed() < how_long {
+            input.send_keys("x").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+    }
+
     async fn text(&self, id: &str) -> String {
         self.client
             .find(Locator::Id(id))
@@ -444,13 +455,8 @@ async fn a_user_who_keeps_interacting_stays_signed_in_past_the_idle_timeout() {
     )
     .await;
     b.sign_in(&gw, "/app/page").await;
-    let input = b.client.find(Locator::Id("typing")).await.unwrap();
     // Typing (no navigation, no request of the page's own) for 3× the idle timeout.
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        input.send_keys("x").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
+    b.keep_typing(Duration::from_secs(15)).await;
     assert_eq!(b.path().await, "/app/page", "logged out while typing");
     let cookies = b.cookie_header().await;
     let (code, body) = with_cookies(&gw, &cookies, "/auth/session").await;
@@ -482,12 +488,7 @@ async fn two_tabs_share_activity_and_logout() {
         .await;
     // Only tab A is used, for 3× the idle timeout.
     b.client.switch_to_window(tab_a.clone()).await.unwrap();
-    let input = b.client.find(Locator::Id("typing")).await.unwrap();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(15) {
-        input.send_keys("x").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
+    b.keep_typing(Duration::from_secs(15)).await;
     assert_eq!(b.path().await, "/app/one");
     b.client.switch_to_window(tab_b.clone()).await.unwrap();
     assert_eq!(
