@@ -387,7 +387,7 @@ impl ProxyHttp for Gateway {
                 resp.append_header("set-cookie", c)?;
             }
         } else if let Some(t) = &ctx.renewed {
-            for c in auth::token_cookies(st, t) {
+            for c in auth::deliver_cookies(st, t) {
                 resp.append_header("set-cookie", c)?;
             }
         }
@@ -570,7 +570,7 @@ fn add_renewal_cookies(
     renewed: &Option<Arc<IssuedTokens>>,
 ) {
     if let Some(t) = renewed {
-        for c in auth::token_cookies(st, t) {
+        for c in auth::deliver_cookies(st, t) {
             if let Ok(v) = http::HeaderValue::from_str(&c) {
                 headers.push(("set-cookie", v));
             }

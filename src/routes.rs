@@ -54,8 +54,8 @@ fn check_double_encoding(decoded: &str) -> Result<(), PathError> {
 
 /// Percent-encoded non-ASCII must be well-formed UTF-8 (no overlong `.`
 /// or `/`, which old decoders accept) and hold no [`LOOKALIKES`].
-fn check_encoded_utf8(raw: &str) -> Result<(), PathError> {
-    let b = raw.as_bytes();
+fn check_encoded_utf8(decoded: &str) -> Result<(), PathError> {
+    let b = decoded.as_bytes();
     let mut i = 0;
     while i < b.len() {
         let mut run = Vec::new();

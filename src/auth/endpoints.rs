@@ -408,13 +408,10 @@ async fn signin_inner(
         expires_at: created.expires_at,
     };
 
-    if req.form || req.delivery != Delivery::Body {
-        st.store.mark_cookie_delivery(created.id, tokens.expires_at);
-    }
     if req.form {
         let target = safe_redirect(st, req.rd.as_deref());
         let mut r = Reply::redirect(303, &target);
-        for c in super::token_cookies(st, &tokens) {
+        for c in super::deliver_cookies(st, &tokens) {
             r.header("set-cookie", c);
         }
         return (r, "success");
@@ -430,7 +427,7 @@ async fn signin_inner(
         ),
     );
     if req.delivery != Delivery::Body {
-        for c in super::token_cookies(st, &tokens) {
+        for c in super::deliver_cookies(st, &tokens) {
             r.header("set-cookie", c);
         }
     }
@@ -534,10 +531,7 @@ async fn refresh(st: &State, session: &mut Session) -> Reply {
             let mut r = Reply::json_value(200, &token_body(st, &tokens, now_s, true, !via_cookie))
                 .with("pragma", "no-cache");
             if via_cookie {
-                if let Some((sid, _)) = crate::session::parse_refresh_token(&token) {
-                    st.store.mark_cookie_delivery(sid, tokens.expires_at);
-                }
-                for c in super::token_cookies(st, &tokens) {
+                for c in super::deliver_cookies(st, &tokens) {
                     r.header("set-cookie", c);
                 }
             }
@@ -644,7 +638,7 @@ fn activity(st: &State, session: &mut Session) -> Reply {
 
 fn with_renewal(st: &State, mut r: Reply, renewed: &Option<std::sync::Arc<IssuedTokens>>) -> Reply {
     if let Some(t) = renewed {
-        for c in super::token_cookies(st, t) {
+        for c in super::deliver_cookies(st, t) {
             r.header("set-cookie", c);
         }
     }

@@ -146,7 +146,7 @@ pub fn authenticate(
     }
 }
 
-/// Renews a cookie session in line; the result goes to the cookies.
+/// Renews a cookie session in line; the caller sets the result as cookies.
 fn renew(st: &State, sid: SessionId, token_exp: u64) -> Option<Arc<IssuedTokens>> {
     let t = match st.store.plan_renewal(sid, token_exp)? {
         RefreshPlan::Replay(t) => t,
@@ -158,7 +158,6 @@ fn renew(st: &State, sid: SessionId, token_exp: u64) -> Option<Arc<IssuedTokens>
             t
         }
     };
-    st.store.mark_cookie_delivery(sid, t.expires_at);
     Some(t)
 }
 
@@ -214,8 +213,14 @@ pub fn sign_access(
     })
 }
 
-/// `Set-Cookie` values for a token pair (SPEC §2).
-pub fn token_cookies(st: &State, t: &IssuedTokens) -> [String; 2] {
+/// `Set-Cookie` values for a token pair (SPEC §2), and the record that this
+/// pair went to the browser's cookies: only the newest cookie token of a
+/// session is renewed in line (`MemoryStore::plan_renewal`). Every token
+/// cookie is written through here, so the record cannot be forgotten.
+pub fn deliver_cookies(st: &State, t: &IssuedTokens) -> [String; 2] {
+    if let Some((sid, _)) = crate::session::parse_refresh_token(&t.refresh_token) {
+        st.store.mark_cookie_delivery(sid, t.expires_at);
+    }
     let a = &st.config.auth;
     [
         format!(

@@ -490,17 +490,24 @@ impl MemoryStore {
         let now = self.clock.now_ms();
         let hash = {
             let sess = self.sessions.get(&id)?;
-            if sess.cookie_exp != token_exp || token_exp == 0 {
-                // Not the newest token this session set as a cookie. Right
-                // after a rotation (parallel requests of one page at the
-                // renewal moment) it gets that rotation's result; anything
-                // else is not renewed: a superseded cookie, or a token that
-                // only ever travelled as a bearer.
-                return sess
+            // Parallel requests of one page at the renewal moment: the
+            // first rotated, the others get its result (its cookies may not
+            // have reached the browser yet, so `cookie_exp` can still be
+            // the old token's).
+            if sess.expires_at != token_exp && sess.cookie_exp > 0 {
+                if let Some(r) = sess
                     .rotation
                     .as_ref()
-                    .filter(|r| now <= r.at + self.settings.grace_ms && sess.cookie_exp > 0)
-                    .map(|r| RefreshPlan::Replay(r.successor.clone()));
+                    .filter(|r| now <= r.at + self.settings.grace_ms)
+                {
+                    return Some(RefreshPlan::Replay(r.successor.clone()));
+                }
+            }
+            if sess.cookie_exp != token_exp || token_exp == 0 {
+                // Not the newest token this session set as a cookie: a
+                // superseded cookie, or a token that only ever travelled
+                // as a bearer. Not renewed.
+                return None;
             }
             // The browser's cookie, even when another client of the session
             // (a script using the JSON API) refreshed since: rotate, so an
@@ -753,8 +760,7 @@ impl MemoryStore {
             });
             !ids.is_empty()
         });
-        let active = self.sessions.iter().filter(|e| e.ended.is_none()).count();
-        metrics::SESSIONS_ACTIVE.set(active as i64);
+        metrics::SESSIONS_ACTIVE.set(self.open.load(Ordering::Relaxed) as i64);
         ended
     }
 }
