@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""Load comparison on loopback: authgate against nginx (and HAProxy) as peer
+proxies in front of the same small upstream, measured in one interleaved run.
+
+    benches/load.py                          # DUR=5 CONC=50 ROUNDS=3
+    DUR=10 ROUNDS=5 benches/load.py --out /tmp/load.json
+
+Needs: nginx (Debian nginx-light), and oha (`cargo install oha --locked`)
+and/or wrk (Debian wrk); HAProxy (Debian haproxy) is used when present.
+Nothing here leaves 127.0.0.1.
+
+What it starts, each on a free loopback port:
+  * upstream: nginx answering a small 200 (the "direct" target);
+  * nginx as a reverse proxy to it, no auth (plain HTTP and TLS listeners);
+  * HAProxy to it, no auth and with `jwt_verify` HS256 + an exp check;
+  * authgate to it (EdDSA tokens, plain-HTTP `server.http_listen` and the
+    TLS listener), with real tokens from its own signin: full auth on every
+    request (token, live session, activity, identity-header rewrite).
+
+Every target is run with every load tool, A B C ... for ROUNDS rounds at a
+fixed concurrency. Reported per target: median req/s, p50/p99 latency, the
+proxy's CPU time per request (utime+stime of all its processes from
+/proc/PID/stat, over the run, divided by the responses), ratios to direct
+and to nginx on the same transport, and responses other than the expected
+status. Then the flows oha cannot drive (benches/flows.rs): signin
+throughput (argon2id-bound) and chained refresh throughput.
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import base64
+import hashlib
+import hmac
+import urllib.request
+import ssl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def die(msg):
+    print(f"load.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, proc=None, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            die(f"{what} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    die(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def pids_of(root_pid):
+    """root_pid and its children (nginx/haproxy workers)."""
+    out = [root_pid]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == root_pid:
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_token(secret, ttl=3600):
+    now = int(time.time())
+    head = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64url(json.dumps({"sub": "bench", "iat": now, "exp": now + ttl}).encode())
+    sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64url(sig)}"
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="authgate-load-")
+        self.procs = []
+        self.bin = args.bin
+
+    # ---- processes -------------------------------------------------------
+
+    def spawn(self, name, cmd, port, **kw):
+        log = open(os.path.join(self.tmp, f"{name}.log"), "w")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
+        self.procs.append(p)
+        wait_port(port, name, p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self.args.keep:
+            print(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def nginx(self, name, server_block):
+        prefix = os.path.join(self.tmp, name)
+        os.makedirs(prefix, exist_ok=True)
+        conf = os.path.join(prefix, "nginx.conf")
+        temp = "\n".join(
+            f"  {k}_temp_path {prefix}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes {self.args.threads};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+{temp}
+{server_block}
+}}
+""")
+        return conf, prefix
+
+    def start(self):
+        a = self.args
+        t = self.tmp
+        self.ports = {k: free_port() for k in ("up", "ngx", "ngx_tls", "gw", "gw_tls", "admin", "hap", "hap_jwt")}
+        P = self.ports
+        subprocess.run([self.bin, "gen-keys", "--dir", f"{t}/certs"], check=True, stdout=subprocess.DEVNULL)
+        cert, key = f"{t}/certs/tls-cert.pem", f"{t}/certs/tls-key.pem"
+
+        # The upstream: a small 200, the same for every target.
+        conf, prefix = self.nginx("upstream", f"""  server {{
+    listen 127.0.0.1:{P['up']} reuseport backlog=4096;
+    location / {{ default_type text/plain; return 200 "hello from upstream\\n"; }}
+  }}""")
+        self.upstream = self.spawn("upstream", ["nginx", "-p", prefix, "-c", conf, "-e", f"{prefix}/error.log"], P["up"])
+
+        # The peer: nginx as a plain reverse proxy, keep-alive to the upstream.
+        conf, prefix = self.nginx("nginx-proxy", f"""  upstream app {{ server 127.0.0.1:{P['up']}; keepalive 256; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{P['ngx']} reuseport backlog=4096;
+    listen 127.0.0.1:{P['ngx_tls']} ssl reuseport backlog=4096;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}""")
+        self.nginx_proxy = self.spawn("nginx-proxy", ["nginx", "-p", prefix, "-c", conf, "-e", f"{prefix}/error.log"], P["ngx"])
+        wait_port(P["ngx_tls"], "nginx-proxy TLS")
+
+        # HAProxy, if present: no auth, and HS256 jwt_verify with an exp check.
+        self.hs_secret = secrets.token_hex(32).encode()
+        self.haproxy = None
+        if shutil.which("haproxy") and not a.no_haproxy:
+            with open(f"{t}/hs.secret", "wb") as f:
+                f.write(self.hs_secret)
+            hcfg = f"{t}/haproxy.cfg"
+            with open(hcfg, "w") as f:
+                f.write(f"""global
+  nbthread {a.threads}
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend plain
+  bind 127.0.0.1:{P['hap']}
+  default_backend app
+frontend jwt
+  bind 127.0.0.1:{P['hap_jwt']}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_header_query('$.alg') -m str HS256 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify("HS256","{self.hs_secret.decode()}") -m int 1 }}
+  http-request set-var(txn.now) date
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  http-request set-header X-Auth-User %[var(txn.bearer),jwt_payload_query('$.sub')]
+  default_backend app
+backend app
+  server s1 127.0.0.1:{P['up']}
+""")
+            self.haproxy = self.spawn("haproxy", ["haproxy", "-db", "-f", hcfg], P["hap"])
+            wait_port(P["hap_jwt"], "haproxy jwt")
+
+        # authgate: plain-HTTP and TLS listeners, default EdDSA, full auth.
+        pw = "bench-" + secrets.token_hex(8)
+        h = subprocess.run([self.bin, "hash-password"], input=pw + "\n", capture_output=True, text=True, check=True)
+        with open(f"{t}/users.yaml", "w") as f:
+            f.write(f'users:\n  - username: bench\n    password_hash: "{h.stdout.strip()}"\n    roles: [user]\n')
+        with open(f"{t}/authgate.yaml", "w") as f:
+            f.write(f"""server:
+  listen: 127.0.0.1:{P['gw_tls']}
+  http_listen: 127.0.0.1:{P['gw']}
+  admin_listen: 127.0.0.1:{P['admin']}
+  public_url: https://localhost:{P['gw_tls']}
+  threads: {a.threads}
+tls:
+  cert: {cert}
+  key: {key}
+auth:
+  users_file: {t}/users.yaml
+  jwt:
+    signing_key: {t}/certs/jwt-signing-key.pem
+  access_token_ttl: 1h
+  refresh_token_ttl: 8h
+  idle_timeout: 1h
+  concurrent_sessions:
+    policy: allow
+routes:
+  - name: app
+    path_prefix: /
+    upstream: http://127.0.0.1:{P['up']}
+""")
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        self.gateway = self.spawn("authgate", [self.bin, "run", "-c", f"{t}/authgate.yaml"], P["gw"], env=env)
+        wait_port(P["gw_tls"], "authgate TLS")
+        self.password = pw
+
+        # Real credentials from the gateway's own signin.
+        def signin(delivery):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{P['gw']}/auth/signin",
+                data=json.dumps({"username": "bench", "password": pw, "delivery": delivery}).encode(),
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(req) as r:
+                return json.load(r), r.headers.get_all("set-cookie") or []
+
+        body, _ = signin("body")
+        self.token = body["access_token"]
+        _, cookies = signin("cookie")
+        self.cookie = next(c.split(";")[0] for c in cookies if c.startswith("__Host-authgate="))
+
+    # ---- targets ---------------------------------------------------------
+
+    def targets(self):
+        P = self.ports
+        bearer = f"Authorization: Bearer {self.token}"
+        cookie = f"Cookie: {self.cookie}"
+        gw = [self.gateway.pid]
+        ngx = pids_of(self.nginx_proxy.pid)
+        up = pids_of(self.upstream.pid)
+        t = [
+            # key, label, transport, url, headers, pids, expected status
+            ("direct", "upstream directly", "http", f"http://127.0.0.1:{P['up']}/", [], up, 200),
+            ("nginx", "nginx proxy, no auth", "http", f"http://127.0.0.1:{P['ngx']}/", [], ngx, 200),
+        ]
+        if self.haproxy:
+            hap = pids_of(self.haproxy.pid)
+            t += [
+                ("haproxy", "HAProxy, no auth", "http", f"http://127.0.0.1:{P['hap']}/", [], hap, 200),
+                ("haproxy_hs256", "HAProxy + jwt_verify HS256", "http", f"http://127.0.0.1:{P['hap_jwt']}/",
+                 [f"Authorization: Bearer {hs256_token(self.hs_secret)}"], hap, 200),
+            ]
+        t += [
+            ("gw_bearer", "authgate, bearer", "http", f"http://127.0.0.1:{P['gw']}/", [bearer], gw, 200),
+            ("gw_cookie", "authgate, cookie", "http", f"http://127.0.0.1:{P['gw']}/", [cookie], gw, 200),
+            ("gw_401", "authgate, no credential (401)", "http", f"http://127.0.0.1:{P['gw']}/",
+             ["Accept: application/json"], gw, 401),
+            ("nginx_tls", "nginx proxy, no auth", "tls", f"https://127.0.0.1:{P['ngx_tls']}/", [], ngx, 200),
+            ("gw_tls_bearer", "authgate, bearer", "tls", f"https://127.0.0.1:{P['gw_tls']}/", [bearer], gw, 200),
+            ("gw_tls_cookie", "authgate, cookie", "tls", f"https://127.0.0.1:{P['gw_tls']}/", [cookie], gw, 200),
+        ]
+        return t
+
+    # ---- load tools ------------------------------------------------------
+
+    def run_oha(self, url, headers):
+        a = self.args
+        cmd = ["oha", "-z", f"{a.dur:g}s", "-c", str(a.conc), "--no-tui", "--insecure", "--output-format", "json"]
+        for h in headers:
+            cmd += ["-H", h]
+        out = subprocess.run(cmd + [url], capture_output=True, text=True)
+        if out.returncode != 0:
+            die(f"oha failed on {url}: {out.stderr.strip()}")
+        d = json.loads(out.stdout)
+        codes = {int(k): int(v) for k, v in d.get("statusCodeDistribution", {}).items()}
+        errors = sum(int(v) for v in d.get("errorDistribution", {}).values())
+        lat = d["latencyPercentiles"]
+        return {
+            "rps": d["summary"]["requestsPerSec"],
+            "p50_ms": (lat.get("p50") or 0) * 1e3,
+            "p99_ms": (lat.get("p99") or 0) * 1e3,
+            "codes": codes,
+            "errors": errors,
+        }
+
+    def run_wrk(self, url, headers):
+        a = self.args
+        cmd = ["wrk", f"-t{a.threads}", f"-c{a.conc}", f"-d{a.dur:g}s", "--latency"]
+        for h in headers:
+            cmd += ["-H", h]
+        out = subprocess.run(cmd + [url], capture_output=True, text=True)
+        if out.returncode != 0:
+            die(f"wrk failed on {url}: {out.stdout.strip()} {out.stderr.strip()}")
+        text = out.stdout
+
+        def ms(label):
+            m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\b", text, re.M)
+            if not m:
+                return 0.0
+            return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+        total = int(re.search(r"(\d+) requests in", text).group(1))
+        non = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        non = int(non.group(1)) if non else 0
+        errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+        errors = sum(int(x) for x in errs.groups()) if errs else 0
+        # wrk only tells 2xx/3xx from the rest; its codes are "ok" and "other".
+        return {
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+            "p50_ms": ms("50%"),
+            "p99_ms": ms("99%"),
+            "codes": {"2xx": total - non, "other": non},
+            "errors": errors,
+        }
+
+    def measure(self, tool, target):
+        key, _, _, url, headers, pids, expect = target
+        before = cpu_seconds(pids)
+        r = (self.run_oha if tool == "oha" else self.run_wrk)(url, headers)
+        cpu = cpu_seconds(pids) - before
+        served = sum(r["codes"].values())
+        if tool == "oha":
+            unexpected = served - r["codes"].get(expect, 0)
+        else:
+            unexpected = r["codes"]["other"] if expect == 200 else r["codes"]["2xx"]
+        r["unexpected"] = unexpected + r["errors"]
+        r["cpu_us"] = cpu / max(served, 1) * 1e6
+        r["served"] = served
+        return r
+
+    def flows(self, mode, conc):
+        exe = self.args.flows_bin
+        env = dict(
+            os.environ,
+            FLOWS_URL=f"http://127.0.0.1:{self.ports['gw']}",
+            FLOWS_USER="bench",
+            FLOWS_PASSWORD=self.password,
+            FLOWS_MODE=mode,
+            FLOWS_CONC=str(conc),
+            FLOWS_SECONDS=str(self.args.dur),
+        )
+        before = cpu_seconds([self.gateway.pid])
+        out = subprocess.run([exe], env=env, capture_output=True, text=True)
+        cpu = cpu_seconds([self.gateway.pid]) - before
+        if out.returncode != 0:
+            die(f"flows {mode} failed: {out.stderr.strip()}")
+        d = json.loads(out.stdout.strip().splitlines()[-1])
+        d["cpu_us"] = cpu / max(d["requests"], 1) * 1e6
+        return d
+
+
+def build(args):
+    if not args.bin:
+        subprocess.run(["cargo", "build", "--release", "--bin", "authgate"], cwd=ROOT, check=True)
+        args.bin = os.path.join(ROOT, "target/release/authgate")
+    if not args.flows_bin:
+        out = subprocess.run(
+            ["cargo", "bench", "--bench", "flows", "--no-run", "--message-format=json"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        )
+        for line in out.stdout.splitlines():
+            msg = json.loads(line)
+            if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "flows" and msg.get("executable"):
+                args.flows_bin = msg["executable"]
+        if not args.flows_bin:
+            die("could not find the flows bench executable")
+
+
+def report(results, targets, tools, args, flows, meta):
+    lines = []
+    say = lines.append
+    say(f"{meta}")
+    say(f"c={args.conc}, {args.dur}s per run, {args.rounds} interleaved round(s), medians; "
+        f"CPU = the proxy's own utime+stime per response")
+    summary = {}
+    for tool in tools:
+        say("")
+        say(f"## {tool}")
+        say("| target | transport | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | unexpected |")
+        say("|---|---|---|---|---|---|---|---|---|")
+        med = {}
+        for key, *_ in targets:
+            runs = results[tool][key]
+            med[key] = {f: statistics.median(r[f] for r in runs) for f in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+            med[key]["unexpected"] = sum(r["unexpected"] for r in runs)
+        summary[tool] = med
+        for key, label, transport, *_ in targets:
+            m = med[key]
+            peer = "nginx_tls" if transport == "tls" else "nginx"
+            x_direct = m["rps"] / med["direct"]["rps"]
+            x_nginx = "–" if key in ("direct", peer) else f"{m['rps'] / med[peer]['rps']:.2f}"
+            cpu = "–" if key == "direct" else f"{m['cpu_us']:.1f}"
+            say(f"| {label} | {transport} | {m['rps']:,.0f} | {x_direct:.2f} | {x_nginx} | "
+                f"{m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {cpu} | {m['unexpected']} |")
+    if flows:
+        say("")
+        say("## flows (benches/flows.rs, plain-HTTP listener)")
+        say("| flow | clients | ok/s | p50 ms | p99 ms | gateway CPU µs/op | non-2xx | errors |")
+        say("|---|---|---|---|---|---|---|---|")
+        for d in flows:
+            say(f"| {d['mode']} | {d['conc']} | {d['rps']:,.1f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | "
+                f"{d['cpu_us']:.0f} | {d['non_2xx']} | {d['errors']} |")
+    print("\n".join(lines))
+    return summary, "\n".join(lines)
+
+
+def main():
+    env = os.environ
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dur", type=float, default=float(env.get("DUR", "5").rstrip("s")), help="seconds per run (DUR)")
+    ap.add_argument("--conc", type=int, default=int(env.get("CONC", "50")), help="connections (CONC)")
+    ap.add_argument("--rounds", type=int, default=int(env.get("ROUNDS", "3")), help="interleaved rounds (ROUNDS)")
+    ap.add_argument("--threads", type=int, default=2, help="worker threads/processes of every proxy")
+    ap.add_argument("--tools", default=env.get("TOOLS", "oha,wrk"), help="comma list of oha,wrk (TOOLS)")
+    ap.add_argument("--only", default="", help="comma list of target keys to run (default: all)")
+    ap.add_argument("--bin", default=env.get("BIN"), help="authgate binary (default: build target/release)")
+    ap.add_argument("--flows-bin", default=None, help="the flows bench executable (default: build it)")
+    ap.add_argument("--no-flows", action="store_true", help="skip signin/refresh throughput")
+    ap.add_argument("--no-haproxy", action="store_true", help="leave HAProxy out even if installed")
+    ap.add_argument("--out", help="also write all runs as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    args = ap.parse_args()
+
+    if not shutil.which("nginx"):
+        die("nginx not found: apt-get install nginx-light (the upstream and the peer proxy)")
+    tools = [t for t in args.tools.split(",") if t]
+    missing = [t for t in tools if not shutil.which(t)]
+    for t in missing:
+        print(f"load.py: {t} not found, skipped ({'cargo install oha --locked' if t == 'oha' else 'apt-get install wrk'})",
+              file=sys.stderr)
+    tools = [t for t in tools if t not in missing]
+    if not tools:
+        die("no load tool: install oha (cargo install oha --locked) or wrk (apt-get install wrk)")
+    build(args)
+
+    b = Bench(args)
+    try:
+        b.start()
+        targets = b.targets()
+        if args.only:
+            keep = set(args.only.split(",")) | {"direct", "nginx", "nginx_tls"}
+            targets = [t for t in targets if t[0] in keep]
+        results = {tool: {t[0]: [] for t in targets} for tool in tools}
+        for rnd in range(args.rounds):
+            for tool in tools:
+                for target in targets:
+                    r = b.measure(tool, target)
+                    results[tool][target[0]].append(r)
+                    print(f"round {rnd + 1} {tool:<3} {target[0]:<14} {r['rps']:>10,.0f} req/s "
+                          f"p99 {r['p99_ms']:6.2f} ms  cpu {r['cpu_us']:6.1f} µs/req  unexpected {r['unexpected']}",
+                          file=sys.stderr, flush=True)
+        flows = []
+        if not args.no_flows:
+            for mode, conc in (("signin", 4), ("refresh", 16)):
+                d = b.flows(mode, conc)
+                d["conc"] = conc
+                flows.append(d)
+                print(f"flows {mode}: {d['rps']:.1f}/s", file=sys.stderr, flush=True)
+        versions = []
+        for cmd in (["nginx", "-v"], ["haproxy", "-v"], ["oha", "--version"], ["wrk", "-v"]):
+            if shutil.which(cmd[0]):
+                o = subprocess.run(cmd, capture_output=True, text=True)
+                versions.append((o.stdout + o.stderr).strip().splitlines()[0])
+        meta = f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; " + "; ".join(versions)
+        summary, text = report(results, targets, tools, args, flows, meta)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"meta": meta, "args": vars(args), "runs": results, "medians": summary,
+                           "flows": flows, "table": text}, f, indent=1, default=str)
+    finally:
+        b.stop()
+
+
+if __name__ == "__main__":
+    main()
