@@ -200,6 +200,7 @@ fn header_rewrite(c: &mut Criterion) {
         up.append_header(k, v).unwrap();
     }
     let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let fwd = authgate::headers::Forwarded::new("https", "gw.example").unwrap();
     c.bench_function("header_rewrite", |b| {
         b.iter_batched(
             || up.clone(),
@@ -212,7 +213,7 @@ fn header_rewrite(c: &mut Criterion) {
                 );
                 h.remove_header(&http::header::AUTHORIZATION);
                 authgate::headers::strip_url_overrides(&mut h);
-                authgate::headers::set_forwarded(&mut h, peer, false, "https", "gw.example");
+                authgate::headers::set_forwarded(&mut h, peer, false, &fwd);
                 authgate::headers::inject_identity(&mut h, &authed.live).unwrap();
                 h
             },

@@ -117,12 +117,43 @@ class Bench:
 
     # ---- processes -------------------------------------------------------
 
-    def spawn(self, name, cmd, port, **kw):
+    def spawn(self, name, cmd, port, counted=False, **kw):
+        """Starts a process; `counted` ones (authgate, the pingora floor) run
+        under callgrind in --callgrind mode."""
         log = open(os.path.join(self.tmp, f"{name}.log"), "w")
+        timeout = 20
+        if counted and self.args.callgrind:
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.tmp}/cg.{name}.out"] + cmd
+            timeout = 120
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
         self.procs.append(p)
-        wait_port(port, name, p)
+        wait_port(port, name, p, timeout)
         return p
+
+    def instructions(self, target, n):
+        """Instructions the target's process executes per request, counted
+        by callgrind over `n` requests after a warm-up (exact, and the same
+        on a busy or an idle machine)."""
+        key, _, _, url, headers, pids, expect = target
+        pid = pids[0]
+        cmd = ["oha", "-n", str(n), "-c", "4", "--no-tui", "--output-format", "json"]
+        for h in headers:
+            cmd += ["-H", h]
+        subprocess.run(cmd[:2] + ["200"] + cmd[3:] + [url], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+        out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True)
+        subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+        codes = json.loads(out.stdout).get("statusCodeDistribution", {})
+        if int(codes.get(str(expect), 0)) != n:
+            die(f"{key}: expected {n} x {expect} under callgrind, got {codes}")
+        name = {"floor": "pingora-floor"}.get(key, "authgate" if "@" not in key else f"authgate-{key.split('@')[1]}")
+        dumps = [f for f in os.listdir(self.tmp) if f.startswith(f"cg.{name}.out.")]
+        newest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
+        ann = subprocess.run(["callgrind_annotate", os.path.join(self.tmp, newest)], capture_output=True, text=True)
+        m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann.stdout)
+        if not m:
+            die(f"could not read callgrind's totals for {key}")
+        return int(m.group(1).replace(",", "")) / n
 
     def stop(self):
         for p in self.procs:
@@ -164,7 +195,7 @@ http {{
     def start(self):
         a = self.args
         t = self.tmp
-        self.ports = {k: free_port() for k in ("up", "ngx", "ngx_tls", "gw", "gw_tls", "admin", "hap", "hap_jwt")}
+        self.ports = {k: free_port() for k in ("up", "ngx", "ngx_tls", "hap", "hap_jwt")}
         P = self.ports
         subprocess.run([self.bin, "gen-keys", "--dir", f"{t}/certs"], check=True, stdout=subprocess.DEVNULL)
         cert, key = f"{t}/certs/tls-cert.pem", f"{t}/certs/tls-key.pem"
@@ -232,20 +263,43 @@ backend app
             wait_port(P["hap_jwt"], "haproxy jwt")
 
         # authgate: plain-HTTP and TLS listeners, default EdDSA, full auth.
-        pw = "bench-" + secrets.token_hex(8)
-        h = subprocess.run([self.bin, "hash-password"], input=pw + "\n", capture_output=True, text=True, check=True)
+        self.password = "bench-" + secrets.token_hex(8)
+        h = subprocess.run([self.bin, "hash-password"], input=self.password + "\n",
+                           capture_output=True, text=True, check=True)
         with open(f"{t}/users.yaml", "w") as f:
             f.write(f'users:\n  - username: bench\n    password_hash: "{h.stdout.strip()}"\n    roles: [user]\n')
-        with open(f"{t}/authgate.yaml", "w") as f:
+        self.gateway = self.start_gateway("authgate", self.bin, {})
+        self.variants = []
+        for spec in a.compare:
+            label, _, rest = spec.partition("=")
+            binary, *envs = rest.split(",")
+            if not label or not binary:
+                die(f"--compare wants LABEL=BINARY[,VAR=VALUE...], not {spec!r}")
+            extra = dict(e.split("=", 1) for e in envs)
+            self.variants.append((label, self.start_gateway(f"authgate-{label}", binary, extra)))
+
+        # The framework's floor: pingora with no filters at all, same version.
+        self.floor = None
+        if a.floor_bin:
+            P["floor"] = free_port()
+            self.floor = self.spawn("pingora-floor", [a.floor_bin, f"127.0.0.1:{P['floor']}", f"127.0.0.1:{P['up']}"],
+                                    P["floor"], counted=True)
+
+    def start_gateway(self, name, binary, extra_env):
+        """One authgate on its own ports, with a bearer token and a cookie
+        from its own signin (sessions live in each gateway's memory)."""
+        t, a = self.tmp, self.args
+        g = {"plain": free_port(), "tls": free_port(), "admin": free_port()}
+        with open(f"{t}/{name}.yaml", "w") as f:
             f.write(f"""server:
-  listen: 127.0.0.1:{P['gw_tls']}
-  http_listen: 127.0.0.1:{P['gw']}
-  admin_listen: 127.0.0.1:{P['admin']}
-  public_url: https://localhost:{P['gw_tls']}
+  listen: 127.0.0.1:{g['tls']}
+  http_listen: 127.0.0.1:{g['plain']}
+  admin_listen: 127.0.0.1:{g['admin']}
+  public_url: https://localhost:{g['tls']}
   threads: {a.threads}
 tls:
-  cert: {cert}
-  key: {key}
+  cert: {t}/certs/tls-cert.pem
+  key: {t}/certs/tls-key.pem
 auth:
   users_file: {t}/users.yaml
   jwt:
@@ -258,37 +312,35 @@ auth:
 routes:
   - name: app
     path_prefix: /
-    upstream: http://127.0.0.1:{P['up']}
+    upstream: http://127.0.0.1:{self.ports['up']}
 """)
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        self.gateway = self.spawn("authgate", [self.bin, "run", "-c", f"{t}/authgate.yaml"], P["gw"], env=env)
-        wait_port(P["gw_tls"], "authgate TLS")
-        self.password = pw
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), **extra_env)
+        proc = self.spawn(name, [binary, "run", "-c", f"{t}/{name}.yaml"], g["plain"], counted=True, env=env)
+        wait_port(g["tls"], f"{name} TLS")
 
-        # Real credentials from the gateway's own signin.
         def signin(delivery):
             req = urllib.request.Request(
-                f"http://127.0.0.1:{P['gw']}/auth/signin",
-                data=json.dumps({"username": "bench", "password": pw, "delivery": delivery}).encode(),
+                f"http://127.0.0.1:{g['plain']}/auth/signin",
+                data=json.dumps({"username": "bench", "password": self.password, "delivery": delivery}).encode(),
                 headers={"content-type": "application/json"},
             )
             with urllib.request.urlopen(req) as r:
                 return json.load(r), r.headers.get_all("set-cookie") or []
 
         body, _ = signin("body")
-        self.token = body["access_token"]
         _, cookies = signin("cookie")
-        self.cookie = next(c.split(";")[0] for c in cookies if c.startswith("__Host-authgate="))
+        g["pid"] = proc.pid
+        g["bearer"] = f"Authorization: Bearer {body['access_token']}"
+        g["cookie"] = "Cookie: " + next(c.split(";")[0] for c in cookies if c.startswith("__Host-authgate="))
+        return g
 
     # ---- targets ---------------------------------------------------------
 
     def targets(self):
-        P = self.ports
-        bearer = f"Authorization: Bearer {self.token}"
-        cookie = f"Cookie: {self.cookie}"
-        gw = [self.gateway.pid]
+        P, g = self.ports, self.gateway
         ngx = pids_of(self.nginx_proxy.pid)
         up = pids_of(self.upstream.pid)
+        plain, tls = f"http://127.0.0.1:{g['plain']}/", f"https://127.0.0.1:{g['tls']}/"
         t = [
             # key, label, transport, url, headers, pids, expected status
             ("direct", "upstream directly", "http", f"http://127.0.0.1:{P['up']}/", [], up, 200),
@@ -301,15 +353,27 @@ routes:
                 ("haproxy_hs256", "HAProxy + jwt_verify HS256", "http", f"http://127.0.0.1:{P['hap_jwt']}/",
                  [f"Authorization: Bearer {hs256_token(self.hs_secret)}"], hap, 200),
             ]
+        if self.floor:
+            t.append(("floor", "pingora, no filters (framework floor)", "http",
+                      f"http://127.0.0.1:{P['floor']}/", [], [self.floor.pid], 200))
         t += [
-            ("gw_bearer", "authgate, bearer", "http", f"http://127.0.0.1:{P['gw']}/", [bearer], gw, 200),
-            ("gw_cookie", "authgate, cookie", "http", f"http://127.0.0.1:{P['gw']}/", [cookie], gw, 200),
-            ("gw_401", "authgate, no credential (401)", "http", f"http://127.0.0.1:{P['gw']}/",
-             ["Accept: application/json"], gw, 401),
-            ("nginx_tls", "nginx proxy, no auth", "tls", f"https://127.0.0.1:{P['ngx_tls']}/", [], ngx, 200),
-            ("gw_tls_bearer", "authgate, bearer", "tls", f"https://127.0.0.1:{P['gw_tls']}/", [bearer], gw, 200),
-            ("gw_tls_cookie", "authgate, cookie", "tls", f"https://127.0.0.1:{P['gw_tls']}/", [cookie], gw, 200),
+            ("gw_bearer", "authgate, bearer", "http", plain, [g["bearer"]], [g["pid"]], 200),
+            ("gw_cookie", "authgate, cookie", "http", plain, [g["cookie"]], [g["pid"]], 200),
+            ("gw_401", "authgate, no credential (401)", "http", plain, ["Accept: application/json"], [g["pid"]], 401),
         ]
+        for label, v in self.variants:
+            t += [
+                (f"gw_bearer@{label}", f"authgate {label}, bearer", "http", f"http://127.0.0.1:{v['plain']}/",
+                 [v["bearer"]], [v["pid"]], 200),
+            ]
+        t += [
+            ("nginx_tls", "nginx proxy, no auth", "tls", f"https://127.0.0.1:{P['ngx_tls']}/", [], ngx, 200),
+            ("gw_tls_bearer", "authgate, bearer", "tls", tls, [g["bearer"]], [g["pid"]], 200),
+            ("gw_tls_cookie", "authgate, cookie", "tls", tls, [g["cookie"]], [g["pid"]], 200),
+        ]
+        for label, v in self.variants:
+            t.append((f"gw_tls_bearer@{label}", f"authgate {label}, bearer", "tls", f"https://127.0.0.1:{v['tls']}/",
+                      [v["bearer"]], [v["pid"]], 200))
         return t
 
     # ---- load tools ------------------------------------------------------
@@ -383,16 +447,16 @@ routes:
         exe = self.args.flows_bin
         env = dict(
             os.environ,
-            FLOWS_URL=f"http://127.0.0.1:{self.ports['gw']}",
+            FLOWS_URL=f"http://127.0.0.1:{self.gateway['plain']}",
             FLOWS_USER="bench",
             FLOWS_PASSWORD=self.password,
             FLOWS_MODE=mode,
             FLOWS_CONC=str(conc),
             FLOWS_SECONDS=str(self.args.dur),
         )
-        before = cpu_seconds([self.gateway.pid])
+        before = cpu_seconds([self.gateway["pid"]])
         out = subprocess.run([exe], env=env, capture_output=True, text=True)
-        cpu = cpu_seconds([self.gateway.pid]) - before
+        cpu = cpu_seconds([self.gateway["pid"]]) - before
         if out.returncode != 0:
             die(f"flows {mode} failed: {out.stderr.strip()}")
         d = json.loads(out.stdout.strip().splitlines()[-1])
@@ -404,17 +468,28 @@ def build(args):
     if not args.bin:
         subprocess.run(["cargo", "build", "--release", "--bin", "authgate"], cwd=ROOT, check=True)
         args.bin = os.path.join(ROOT, "target/release/authgate")
-    if not args.flows_bin:
-        out = subprocess.run(
-            ["cargo", "bench", "--bench", "flows", "--no-run", "--message-format=json"],
-            cwd=ROOT, check=True, capture_output=True, text=True,
-        )
+    want = []
+    if not args.flows_bin and not args.no_flows:
+        want.append("flows")
+    if not args.floor_bin:
+        want.append("pingora_floor")
+    if want:
+        cmd = ["cargo", "bench", "--no-run", "--message-format=json"]
+        for w in want:
+            cmd += ["--bench", w]
+        out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
         for line in out.stdout.splitlines():
             msg = json.loads(line)
-            if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "flows" and msg.get("executable"):
-                args.flows_bin = msg["executable"]
-        if not args.flows_bin:
-            die("could not find the flows bench executable")
+            if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+                if msg["target"]["name"] == "flows":
+                    args.flows_bin = msg["executable"]
+                elif msg["target"]["name"] == "pingora_floor":
+                    args.floor_bin = msg["executable"]
+        for w, got in (("flows", args.flows_bin or args.no_flows), ("pingora_floor", args.floor_bin)):
+            if not got:
+                die(f"could not find the {w} bench executable")
+    if args.floor_bin == "none":
+        args.floor_bin = None
 
 
 def report(results, targets, tools, args, flows, meta):
@@ -468,8 +543,16 @@ def main():
     ap.add_argument("--flows-bin", default=None, help="the flows bench executable (default: build it)")
     ap.add_argument("--no-flows", action="store_true", help="skip signin/refresh throughput")
     ap.add_argument("--no-haproxy", action="store_true", help="leave HAProxy out even if installed")
+    ap.add_argument("--compare", action="append", default=[], metavar="LABEL=BINARY[,VAR=VALUE...]",
+                    help="also run another authgate build (or the same one with other env vars) in the same run")
+    ap.add_argument("--floor-bin", default=None,
+                    help="a bare pingora proxy (examples/pingora_floor.rs; default: build it; 'none' to skip)")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N",
+                    help="instead of timing: count instructions per request over N requests under valgrind")
     ap.add_argument("--out", help="also write all runs as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    ap.add_argument("--serve", action="store_true",
+                    help="start everything, print the targets and PIDs, and wait (for profiling by hand)")
     args = ap.parse_args()
 
     if not shutil.which("nginx"):
@@ -488,9 +571,30 @@ def main():
     try:
         b.start()
         targets = b.targets()
+        if args.callgrind:
+            counted = [t for t in targets if t[0] == "floor" or t[0].startswith("gw_") and t[2] == "http"]
+            rows = [(t, b.instructions(t, args.callgrind)) for t in counted]
+            floor = next((ir for t, ir in rows if t[0] == "floor"), None)
+            print(f"instructions per request (callgrind, {args.callgrind} requests at c=4, plain HTTP)")
+            print("| target | instructions/request | × pingora floor |")
+            print("|---|---|---|")
+            for t, ir in rows:
+                ratio = f"{ir / floor:.2f}" if floor else "–"
+                print(f"| {t[1]} | {ir:,.0f} | {ratio} |")
+            return
+        if args.serve:
+            for key, label, transport, url, headers, pids, expect in targets:
+                hs = " ".join(f"-H '{h}'" for h in headers)
+                print(f"{key:<14} pids {','.join(map(str, pids))}: wrk -c{args.conc} -d10s {hs} {url}")
+            print("serving; Ctrl-C to stop", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                return
         if args.only:
-            keep = set(args.only.split(",")) | {"direct", "nginx", "nginx_tls"}
-            targets = [t for t in targets if t[0] in keep]
+            keep = set(args.only.split(",")) | {"direct", "nginx", "nginx_tls", "floor"}
+            targets = [t for t in targets if t[0].split("@")[0] in keep]
         results = {tool: {t[0]: [] for t in targets} for tool in tools}
         for rnd in range(args.rounds):
             for tool in tools:

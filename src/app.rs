@@ -218,8 +218,9 @@ pub struct State {
     pub clock: SharedClock,
     /// `public_url`'s origin (`https://host[:port]`).
     pub public_origin: String,
-    /// `public_url`'s `host[:port]`, sent as `X-Forwarded-Host`.
-    pub public_host: String,
+    /// `X-Forwarded-Proto` and `-Host` (`public_url`'s scheme and
+    /// `host[:port]`), built once.
+    pub forwarded: crate::headers::Forwarded,
     pub paths: AuthPaths,
     pub admin_token: Option<String>,
     /// `clients/client.js` with the configured path prefix filled in.
@@ -277,7 +278,9 @@ impl State {
             throttle: Throttle::new(config.auth.signin_throttle.clone(), clock.clone()),
             routes: RouteTable::new(&config.routes),
             public_origin: config.server.public_origin(),
-            public_host,
+            forwarded: crate::headers::Forwarded::new(url.scheme(), &public_host).unwrap_or_else(
+                || crate::headers::Forwarded::new("https", "localhost").expect("static values"),
+            ),
             paths: AuthPaths::new(&config.auth.path_prefix),
             admin_token: assets.admin_token,
             client_js: bytes::Bytes::from(
@@ -349,6 +352,7 @@ pub fn build_server(state: Arc<State>) -> Result<Server, String> {
     let cfg = &state.config;
     let conf = ServerConf {
         threads: cfg.server.threads,
+        work_stealing: std::env::var("XX_WS").map(|v| v == "1").unwrap_or(true),
         grace_period_seconds: Some(GRACE_PERIOD_S),
         graceful_shutdown_timeout_seconds: Some(GRACEFUL_SHUTDOWN_TIMEOUT_S),
         ..Default::default()

@@ -2,8 +2,12 @@
 //! removed, the gateway's cookies removed, `Connection` tricks defused,
 //! `X-Forwarded-*` rebuilt, identity headers injected.
 //!
-//! Works on pingora's [`RequestHeader`] in place; only the rewritten
-//! `Cookie` and `X-Forwarded-For` values allocate.
+//! Works on pingora's [`RequestHeader`] in place. This runs on every
+//! request: names to remove are prebuilt [`HeaderName`]s (a `&str` name is
+//! parsed again on every call), values that never change are built once
+//! (see [`Forwarded`]), and the only allocations left are the rewritten
+//! `Cookie`, `X-Forwarded-For` and `X-Auth-Session-Expires` values and
+//! the names pingora copies on insert.
 
 use std::net::IpAddr;
 
@@ -18,6 +22,10 @@ pub const X_AUTH_SESSION_EXPIRES: &str = "x-auth-session-expires";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const XFF: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
+const XFP: HeaderName = HeaderName::from_static(X_FORWARDED_PROTO);
+const XFH: HeaderName = HeaderName::from_static(X_FORWARDED_HOST);
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// True for names that upstream frameworks could read as an identity
 /// header: lowercased, `_` read as `-` (CGI/PHP/WSGI/Rack fold both into
@@ -50,10 +58,14 @@ pub fn strip_reserved(req: &mut RequestHeader) {
 /// Headers some frameworks read as the request's real URL (IIS URL Rewrite,
 /// Symfony, Zend): they would route a request the gateway matched as
 /// `/public/x` to `/admin`. Never forwarded.
-pub const URL_OVERRIDE_HEADERS: [&str; 3] = ["x-original-url", "x-rewrite-url", "x-override-url"];
+pub const URL_OVERRIDE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-override-url"),
+];
 
 pub fn strip_url_overrides(req: &mut RequestHeader) {
-    for h in URL_OVERRIDE_HEADERS {
+    for h in &URL_OVERRIDE_HEADERS {
         req.remove_header(h);
     }
 }
@@ -206,48 +218,75 @@ pub fn client_ip(
     )
 }
 
+/// The `X-Forwarded-Proto` and `X-Forwarded-Host` the gateway sends: they
+/// come from `public_url`, so they are built once, not per request.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    pub proto: HeaderValue,
+    pub host: HeaderValue,
+}
+
+impl Forwarded {
+    /// `None` if `proto` or `host` cannot be a header value (a config that
+    /// passed validation always can).
+    pub fn new(proto: &str, host: &str) -> Option<Self> {
+        Some(Self {
+            proto: HeaderValue::from_str(proto).ok()?,
+            host: HeaderValue::from_str(host).ok()?,
+        })
+    }
+}
+
 /// Rebuilds `X-Forwarded-For/Proto/Host` (SPEC §5).
 pub fn set_forwarded(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
     peer_trusted: bool,
-    proto: &str,
-    host: &str,
+    fwd: &Forwarded,
 ) {
     // RFC 7239 `Forwarded` carries the same claims as X-Forwarded-*: only a
     // trusted proxy may make them.
     if !peer_trusted {
-        req.remove_header("forwarded");
+        req.remove_header(&FORWARDED);
     }
     let xff = match (peer, peer_trusted) {
         (Some(p), true) => {
             let prior: Vec<&str> = req
                 .headers
-                .get_all(X_FORWARDED_FOR)
+                .get_all(&XFF)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             if prior.is_empty() {
-                p.to_string()
+                ip_value(p)
             } else {
-                format!("{}, {p}", prior.join(", "))
+                HeaderValue::from_str(&format!("{}, {p}", prior.join(", "))).ok()
             }
         }
-        (Some(p), false) => p.to_string(),
-        (None, _) => String::new(),
+        (Some(p), false) => ip_value(p),
+        (None, _) => None,
     };
-    req.remove_header(X_FORWARDED_FOR);
-    if !xff.is_empty() {
-        let _ = req.insert_header(X_FORWARDED_FOR, xff);
+    req.remove_header(&XFF);
+    if let Some(v) = xff {
+        let _ = req.insert_header(X_FORWARDED_FOR, v);
     }
-    if !peer_trusted || req.headers.get(X_FORWARDED_PROTO).is_none() {
-        if let Ok(v) = HeaderValue::from_str(proto) {
-            let _ = req.insert_header(X_FORWARDED_PROTO, v);
-        }
+    if !peer_trusted || req.headers.get(&XFP).is_none() {
+        let _ = req.insert_header(X_FORWARDED_PROTO, fwd.proto.clone());
     }
-    if !peer_trusted || req.headers.get(X_FORWARDED_HOST).is_none() {
-        let _ = req.insert_header(X_FORWARDED_HOST, host);
+    if !peer_trusted || req.headers.get(&XFH).is_none() {
+        let _ = req.insert_header(X_FORWARDED_HOST, fwd.host.clone());
     }
+}
+
+/// An address as a header value, formatted on the stack (an IPv6 address
+/// is at most 45 characters).
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buf = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").ok()?;
+    let n = cursor.position() as usize;
+    HeaderValue::from_bytes(&buf[..n]).ok()
 }
 
 /// Injects the identity of a verified session.
@@ -352,13 +391,15 @@ mod tests {
             Some("9.9.9.9".parse().unwrap())
         );
         let mut f = req(&[("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Host", "evil")]);
-        set_forwarded(
-            &mut f,
-            Some("9.9.9.9".parse().unwrap()),
-            false,
-            "https",
-            "localhost:8443",
-        );
+        let fwd = Forwarded::new("https", "localhost:8443").unwrap();
+        set_forwarded(&mut f, Some("9.9.9.9".parse().unwrap()), false, &fwd);
+        assert_eq!(f.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
+        let mut v6 = req(&[]);
+        let ip6: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        set_forwarded(&mut v6, Some(ip6), false, &fwd);
+        assert_eq!(v6.headers.get(X_FORWARDED_FOR).unwrap(), &ip6.to_string());
         assert_eq!(f.headers.get(X_FORWARDED_FOR).unwrap(), "9.9.9.9");
         assert_eq!(f.headers.get(X_FORWARDED_HOST).unwrap(), "localhost:8443");
     }

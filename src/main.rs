@@ -1,5 +1,12 @@
 //! cli → telemetry → Config::load → app::build → run.
 
+/// jemalloc: pingora allocates and frees buffers and header maps on every
+/// request, and glibc's malloc cost ~20% more CPU per proxied request in
+/// benches/load.py (docs/performance.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 

@@ -1588,3 +1588,75 @@ async fn legacy_html_gets_the_client_injected_without_changes_to_the_app() {
         .unwrap()
         .contains("client.js"));
 }
+
+/// An upstream that answers keep-alive requests and closes every
+/// connection it has kept idle for 100 ms (as servers' keep-alive
+/// timeouts do), counting the connections it accepted.
+fn impatient_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return, // closed, or idle too long: close
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if conn.write_all(r).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Pooled upstream connections have no idle timeout of the gateway's own
+/// (see `upstream_peer`): one the upstream closes while it sits in the
+/// pool must be dropped, never used for the next request (a 502).
+#[tokio::test]
+async fn upstream_connections_closed_while_pooled_are_not_reused() {
+    let (up, accepted) = impatient_upstream();
+    let gw = Gateway::start_with(Options {
+        upstream: Some(up),
+        ..Default::default()
+    })
+    .await;
+    let token = gw.login().await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for round in 0..3 {
+        // Back to back: the pooled connection is reused.
+        for _ in 0..3 {
+            let r = gw.get_bearer("/app/x", &token).await;
+            assert_eq!(r.status(), 200, "round {round}");
+            assert_eq!(r.text().await.unwrap(), "ok");
+        }
+        // Long enough for the upstream to close the idle connection.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (3..9).contains(&n),
+        "expected one upstream connection per round (reused within it), got {n}"
+    );
+}

@@ -423,7 +423,7 @@ impl TokenCache {
         let entry = self.map.get(&self.key(token))?;
         // Constant-time: a timing difference must not reveal how much of a
         // forged token matches a real one.
-        if subtle::ConstantTimeEq::ct_eq(&*entry.token, token.as_bytes()).into() {
+        if ct_eq_words(&entry.token, token.as_bytes()) {
             Some(entry.verified)
         } else {
             None
@@ -455,6 +455,26 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+}
+
+/// Constant-time equality of two byte strings, 8 bytes per step: no branch
+/// depends on the contents, only on the lengths (a token's length is no
+/// secret). `subtle`'s slice comparison fences every byte; on a ~450-byte
+/// token that was half the cost of a cache hit (callgrind, 2026-12-04).
+fn ct_eq_words(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut acc, mut chunks_a, mut chunks_b) = (0u64, a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut chunks_a).zip(&mut chunks_b) {
+        let x = u64::from_ne_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_ne_bytes(y.try_into().expect("8 bytes"));
+        acc |= x ^ y;
+    }
+    for (x, y) in chunks_a.remainder().iter().zip(chunks_b.remainder()) {
+        acc |= u64::from(x ^ y);
+    }
+    std::hint::black_box(acc) == 0
 }
 
 /// The cache key already is a keyed SipHash of the token: hashing it again
@@ -505,6 +525,23 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::JwtConfig;
     use std::time::Duration;
+
+    #[test]
+    fn word_wise_comparison_matches_plain_equality() {
+        let base: Vec<u8> = (0..=255u8).cycle().take(461).collect();
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 460, 461] {
+            let a = &base[..len];
+            assert!(ct_eq_words(a, a), "equal, len {len}");
+            for i in 0..len {
+                let mut b = a.to_vec();
+                b[i] ^= 0x01;
+                assert!(!ct_eq_words(a, &b), "differs at {i} of {len}");
+            }
+            if len > 0 {
+                assert!(!ct_eq_words(a, &a[..len - 1]), "shorter, len {len}");
+            }
+        }
+    }
 
     pub fn eddsa_config(dir: &Path) -> JwtConfig {
         let key = dir.join("jwt.pem");
