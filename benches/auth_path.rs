@@ -45,7 +45,7 @@ fn state(dir: &Path, alg: &str, cache: bool) -> Arc<State> {
         format!("signing_key: {}/jwt.pem", dir.display())
     };
     let text = format!(
-        "auth:\n  jwt:\n    algorithm: {alg}\n    {key}\n  concurrent_sessions:\n    policy: allow\nroutes:\n  - name: app\n    path_prefix: /\n    upstream: http://127.0.0.1:9\n"
+        "auth:\n  jwt:\n    algorithm: {alg}\n    {key}\n  concurrent_sessions:\n    policy: allow\n    max_total: 2000000\nroutes:\n  - name: app\n    path_prefix: /\n    upstream: http://127.0.0.1:9\n"
     );
     let config = Config::from_str(&text, Path::new("bench.yaml")).unwrap();
     let keys = Keys::load_or_err(&config.auth.jwt).unwrap();

@@ -169,10 +169,7 @@ impl ProxyHttp for Gateway {
 
         if under(&path, &st.paths.prefix) || path == crate::config::JWKS_PATH {
             ctx.outcome = Outcome::Own;
-            // Boxed: the endpoints' state (signin, refresh) would otherwise
-            // be inlined into every request's future, which pingora moves
-            // into a new box per request.
-            Box::pin(auth::endpoints::handle(st, session, &path, ctx.client_ip)).await?;
+            auth::endpoints::handle(st, session, &path, ctx.client_ip).await?;
             return Ok(true);
         }
         // `/AUTH/session`, `/auth;x/...`: routes match leniently (as IIS or
