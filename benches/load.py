@@ -42,10 +42,28 @@ import base64
 import hashlib
 import hmac
 import urllib.request
-import ssl
+import signal
+import ctypes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
+# Debian installs nginx and haproxy in /usr/sbin, which is not on a normal
+# user's PATH.
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+TARGET_KEYS = ("direct", "nginx", "haproxy", "haproxy_hs256", "floor", "gw_bearer", "gw_cookie", "gw_401",
+               "nginx_tls", "gw_tls_bearer", "gw_tls_cookie")
+
+
+def which(name):
+    return shutil.which(name, path=SEARCH_PATH)
+
+
+def die_with_parent():
+    """Children get SIGKILL if load.py itself dies, however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def die(msg):
@@ -123,9 +141,12 @@ class Bench:
         log = open(os.path.join(self.tmp, f"{name}.log"), "w")
         timeout = 20
         if counted and self.args.callgrind:
-            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.tmp}/cg.{name}.out"] + cmd
+            cmd = [which("valgrind"), "--tool=callgrind", f"--callgrind-out-file={self.tmp}/cg.{name}.out"] + cmd
             timeout = 120
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
+        try:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent, **kw)
+        except OSError as e:
+            die(f"cannot start {name} ({cmd[0]}): {e}")
         self.procs.append(p)
         wait_port(port, name, p, timeout)
         return p
@@ -136,29 +157,34 @@ class Bench:
         on a busy or an idle machine)."""
         key, _, _, url, headers, pids, expect = target
         pid = pids[0]
-        cmd = ["oha", "-n", str(n), "-c", "4", "--no-tui", "--output-format", "json"]
+        cmd = [which("oha"), "-n", str(n), "-c", "4", "--no-tui", "--output-format", "json"]
         for h in headers:
             cmd += ["-H", h]
         subprocess.run(cmd[:2] + ["200"] + cmd[3:] + [url], check=True, capture_output=True)
-        subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+        subprocess.run([which("callgrind_control"), "-z", str(pid)], check=True, capture_output=True)
         out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True)
-        subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+        subprocess.run([which("callgrind_control"), "-d", str(pid)], check=True, capture_output=True)
         codes = json.loads(out.stdout).get("statusCodeDistribution", {})
         if int(codes.get(str(expect), 0)) != n:
             die(f"{key}: expected {n} x {expect} under callgrind, got {codes}")
         name = {"floor": "pingora-floor"}.get(key, "authgate" if "@" not in key else f"authgate-{key.split('@')[1]}")
         dumps = [f for f in os.listdir(self.tmp) if f.startswith(f"cg.{name}.out.")]
         newest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
-        ann = subprocess.run(["callgrind_annotate", os.path.join(self.tmp, newest)], capture_output=True, text=True)
+        ann = subprocess.run([which("callgrind_annotate"), os.path.join(self.tmp, newest)], capture_output=True, text=True)
         m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann.stdout)
         if not m:
             die(f"could not read callgrind's totals for {key}")
         return int(m.group(1).replace(",", "")) / n
 
     def stop(self):
+        # A second signal must not cut the cleanup short.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        # SIGINT: fast shutdown for all of them (pingora would wait out its
+        # grace period on SIGTERM, nginx and HAProxy stop at once on either).
         for p in self.procs:
             if p.poll() is None:
-                p.terminate()
+                p.send_signal(signal.SIGINT)
         for p in self.procs:
             try:
                 p.wait(timeout=5)
@@ -205,7 +231,7 @@ http {{
     listen 127.0.0.1:{P['up']} reuseport backlog=4096;
     location / {{ default_type text/plain; return 200 "hello from upstream\\n"; }}
   }}""")
-        self.upstream = self.spawn("upstream", ["nginx", "-p", prefix, "-c", conf, "-e", f"{prefix}/error.log"], P["up"])
+        self.upstream = self.spawn("upstream", [self.args.nginx_bin, "-p", prefix, "-c", conf, "-e", f"{prefix}/error.log"], P["up"])
 
         # The peer: nginx as a plain reverse proxy, keep-alive to the upstream.
         conf, prefix = self.nginx("nginx-proxy", f"""  upstream app {{ server 127.0.0.1:{P['up']}; keepalive 256; keepalive_requests 1000000; }}
@@ -223,13 +249,13 @@ http {{
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }}
   }}""")
-        self.nginx_proxy = self.spawn("nginx-proxy", ["nginx", "-p", prefix, "-c", conf, "-e", f"{prefix}/error.log"], P["ngx"])
+        self.nginx_proxy = self.spawn("nginx-proxy", [self.args.nginx_bin, "-p", prefix, "-c", conf, "-e", f"{prefix}/error.log"], P["ngx"])
         wait_port(P["ngx_tls"], "nginx-proxy TLS")
 
         # HAProxy, if present: no auth, and HS256 jwt_verify with an exp check.
         self.hs_secret = secrets.token_hex(32).encode()
         self.haproxy = None
-        if shutil.which("haproxy") and not a.no_haproxy:
+        if a.haproxy_bin:
             with open(f"{t}/hs.secret", "wb") as f:
                 f.write(self.hs_secret)
             hcfg = f"{t}/haproxy.cfg"
@@ -253,13 +279,14 @@ frontend jwt
   http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify("HS256","{self.hs_secret.decode()}") -m int 1 }}
   http-request set-var(txn.now) date
   http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request deny deny_status 401 unless {{ var(txn.exp) -m found }}
   http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
   http-request set-header X-Auth-User %[var(txn.bearer),jwt_payload_query('$.sub')]
   default_backend app
 backend app
   server s1 127.0.0.1:{P['up']}
 """)
-            self.haproxy = self.spawn("haproxy", ["haproxy", "-db", "-f", hcfg], P["hap"])
+            self.haproxy = self.spawn("haproxy", [a.haproxy_bin, "-db", "-f", hcfg], P["hap"])
             wait_port(P["hap_jwt"], "haproxy jwt")
 
         # authgate: plain-HTTP and TLS listeners, default EdDSA, full auth.
@@ -270,12 +297,7 @@ backend app
             f.write(f'users:\n  - username: bench\n    password_hash: "{h.stdout.strip()}"\n    roles: [user]\n')
         self.gateway = self.start_gateway("authgate", self.bin, {})
         self.variants = []
-        for spec in a.compare:
-            label, _, rest = spec.partition("=")
-            binary, *envs = rest.split(",")
-            if not label or not binary:
-                die(f"--compare wants LABEL=BINARY[,VAR=VALUE...], not {spec!r}")
-            extra = dict(e.split("=", 1) for e in envs)
+        for label, binary, extra in a.variants:
             self.variants.append((label, self.start_gateway(f"authgate-{label}", binary, extra)))
 
         # The framework's floor: pingora with no filters at all, same version.
@@ -283,7 +305,7 @@ backend app
         if a.floor_bin:
             P["floor"] = free_port()
             self.floor = self.spawn("pingora-floor", [a.floor_bin, f"127.0.0.1:{P['floor']}", f"127.0.0.1:{P['up']}"],
-                                    P["floor"], counted=True)
+                                    P["floor"], counted=True, env=dict(os.environ, FLOOR_THREADS=str(a.threads)))
 
     def start_gateway(self, name, binary, extra_env):
         """One authgate on its own ports, with a bearer token and a cookie
@@ -314,7 +336,9 @@ routes:
     path_prefix: /
     upstream: http://127.0.0.1:{self.ports['up']}
 """)
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), **extra_env)
+        env = dict(os.environ)
+        env["RUST_LOG"] = os.environ.get("RUST_LOG", "warn")
+        env.update(extra_env)
         proc = self.spawn(name, [binary, "run", "-c", f"{t}/{name}.yaml"], g["plain"], counted=True, env=env)
         wait_port(g["tls"], f"{name} TLS")
 
@@ -380,7 +404,7 @@ routes:
 
     def run_oha(self, url, headers):
         a = self.args
-        cmd = ["oha", "-z", f"{a.dur:g}s", "-c", str(a.conc), "--no-tui", "--insecure", "--output-format", "json"]
+        cmd = [which("oha"), "-z", f"{a.dur:g}s", "-c", str(a.conc), "--no-tui", "--insecure", "--output-format", "json"]
         for h in headers:
             cmd += ["-H", h]
         out = subprocess.run(cmd + [url], capture_output=True, text=True)
@@ -402,7 +426,8 @@ routes:
 
     def run_wrk(self, url, headers):
         a = self.args
-        cmd = ["wrk", f"-t{a.threads}", f"-c{a.conc}", f"-d{a.dur:g}s", "--latency"]
+        cmd = [which("wrk"), f"-t{a.threads}", f"-c{a.conc}", f"-d{a.dur:g}s", "--latency",
+               "-s", os.path.join(ROOT, "benches", "wrk_status.lua")]
         for h in headers:
             cmd += ["-H", h]
         out = subprocess.run(cmd + [url], capture_output=True, text=True)
@@ -416,17 +441,19 @@ routes:
                 return 0.0
             return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
 
+        codes = {}
+        for code, n in re.findall(r"^status (\d+) (\d+)$", text, re.M):
+            codes[int(code)] = codes.get(int(code), 0) + int(n)
         total = int(re.search(r"(\d+) requests in", text).group(1))
-        non = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-        non = int(non.group(1)) if non else 0
+        if sum(codes.values()) < total:
+            die(f"wrk counted {total} responses but benches/wrk_status.lua reported {sum(codes.values())}")
         errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
         errors = sum(int(x) for x in errs.groups()) if errs else 0
-        # wrk only tells 2xx/3xx from the rest; its codes are "ok" and "other".
         return {
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
             "p50_ms": ms("50%"),
             "p99_ms": ms("99%"),
-            "codes": {"2xx": total - non, "other": non},
+            "codes": codes,
             "errors": errors,
         }
 
@@ -436,11 +463,7 @@ routes:
         r = (self.run_oha if tool == "oha" else self.run_wrk)(url, headers)
         cpu = cpu_seconds(pids) - before
         served = sum(r["codes"].values())
-        if tool == "oha":
-            unexpected = served - r["codes"].get(expect, 0)
-        else:
-            unexpected = r["codes"]["other"] if expect == 200 else r["codes"]["2xx"]
-        r["unexpected"] = unexpected + r["errors"]
+        r["unexpected"] = served - r["codes"].get(expect, 0) + r["errors"]
         r["cpu_us"] = cpu / max(served, 1) * 1e6
         r["served"] = served
         return r
@@ -548,7 +571,7 @@ def main():
     ap.add_argument("--compare", action="append", default=[], metavar="LABEL=BINARY[,VAR=VALUE...]",
                     help="also run another authgate build (or the same one with other env vars) in the same run")
     ap.add_argument("--floor-bin", default=None,
-                    help="a bare pingora proxy (examples/pingora_floor.rs; default: build it; 'none' to skip)")
+                    help="a bare pingora proxy (benches/pingora_floor.rs; default: build it; 'none' to skip)")
     ap.add_argument("--callgrind", type=int, default=0, metavar="N",
                     help="instead of timing: count instructions per request over N requests under valgrind")
     ap.add_argument("--out", help="also write all runs as JSON here")
@@ -557,10 +580,41 @@ def main():
                     help="start everything, print the targets and PIDs, and wait (for profiling by hand)")
     args = ap.parse_args()
 
-    if not shutil.which("nginx"):
-        die("nginx not found: apt-get install nginx-light (the upstream and the peer proxy)")
+    # SIGTERM (and SIGHUP) end the run like Ctrl-C: every process it
+    # started is stopped and its temp dir removed.
+    def stop_run(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop_run)
+    signal.signal(signal.SIGHUP, stop_run)
+
+    args.nginx_bin = which("nginx")
+    if not args.nginx_bin:
+        die("nginx not found (looked in PATH and /usr/sbin): apt-get install nginx-light "
+            "(the upstream and the peer proxy)")
+    args.haproxy_bin = None if args.no_haproxy else which("haproxy")
+    if not args.haproxy_bin and not args.no_haproxy:
+        print("load.py: haproxy not found, its targets are skipped (apt-get install haproxy)", file=sys.stderr)
+    args.variants = []
+    for spec in args.compare:
+        label, _, rest = spec.partition("=")
+        binary, *envs = rest.split(",") if rest else [""]
+        bad_env = [e for e in envs if "=" not in e or not e.split("=", 1)[0]]
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", label) or not binary or bad_env:
+            die(f"--compare wants LABEL=BINARY[,VAR=VALUE...] (label of letters, digits, _.-), not {spec!r}")
+        args.variants.append((label, binary, dict(e.split("=", 1) for e in envs)))
+    for what, path in [("--bin", args.bin), ("--flows-bin", args.flows_bin), ("--floor-bin", args.floor_bin)] + \
+            [(f"--compare {label}", b) for label, b, _ in args.variants]:
+        if path and path != "none" and not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            die(f"{what}: {path} is not an executable file")
+    unknown = [k for k in args.only.split(",") if k and k not in TARGET_KEYS]
+    if unknown:
+        die(f"--only: unknown target {', '.join(unknown)}; targets are {', '.join(TARGET_KEYS)}")
+    if args.callgrind and not (which("valgrind") and which("callgrind_control") and which("oha")):
+        die("--callgrind needs valgrind (apt-get install valgrind) and oha (cargo install oha --locked)")
     tools = [t for t in args.tools.split(",") if t]
-    missing = [t for t in tools if not shutil.which(t)]
+    if any(t not in ("oha", "wrk") for t in tools):
+        die(f"--tools: a comma list of oha and wrk, not {args.tools!r}")
+    missing = [t for t in tools if not which(t)]
     for t in missing:
         print(f"load.py: {t} not found, skipped ({'cargo install oha --locked' if t == 'oha' else 'apt-get install wrk'})",
               file=sys.stderr)
@@ -573,6 +627,9 @@ def main():
     try:
         b.start()
         targets = b.targets()
+        if args.only:
+            keep = set(args.only.split(",")) | {"direct", "nginx", "nginx_tls", "floor"}
+            targets = [t for t in targets if t[0].split("@")[0] in keep]
         if args.callgrind:
             counted = [t for t in targets if t[0] == "floor" or t[0].startswith("gw_") and t[2] == "http"]
             rows = [(t, b.instructions(t, args.callgrind)) for t in counted]
@@ -589,14 +646,8 @@ def main():
                 hs = " ".join(f"-H '{h}'" for h in headers)
                 print(f"{key:<14} pids {','.join(map(str, pids))}: wrk -c{args.conc} -d10s {hs} {url}")
             print("serving; Ctrl-C to stop", flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                return
-        if args.only:
-            keep = set(args.only.split(",")) | {"direct", "nginx", "nginx_tls", "floor"}
-            targets = [t for t in targets if t[0].split("@")[0] in keep]
+            while True:
+                time.sleep(3600)
         results = {tool: {t[0]: [] for t in targets} for tool in tools}
         for rnd in range(args.rounds):
             for tool in tools:
@@ -615,8 +666,8 @@ def main():
                 print(f"flows {mode}: {d['rps']:.1f}/s", file=sys.stderr, flush=True)
         versions = []
         for cmd in (["nginx", "-v"], ["haproxy", "-v"], ["oha", "--version"], ["wrk", "-v"]):
-            if shutil.which(cmd[0]):
-                o = subprocess.run(cmd, capture_output=True, text=True)
+            if which(cmd[0]):
+                o = subprocess.run([which(cmd[0])] + cmd[1:], capture_output=True, text=True)
                 versions.append((o.stdout + o.stderr).strip().splitlines()[0])
         meta = f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; " + "; ".join(versions)
         summary, text = report(results, targets, tools, args, flows, meta)
@@ -635,4 +686,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -352,7 +352,6 @@ pub fn build_server(state: Arc<State>) -> Result<Server, String> {
     let cfg = &state.config;
     let conf = ServerConf {
         threads: cfg.server.threads,
-        work_stealing: std::env::var("XX_WS").map(|v| v == "1").unwrap_or(true),
         grace_period_seconds: Some(GRACE_PERIOD_S),
         graceful_shutdown_timeout_seconds: Some(GRACEFUL_SHUTDOWN_TIMEOUT_S),
         ..Default::default()

@@ -405,6 +405,29 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxy_keeps_its_chain_and_its_forwarded_values() {
+        let fwd = Forwarded::new("https", "gw.example").unwrap();
+        let mut r = req(&[
+            ("X-Forwarded-For", "6.6.6.6, 7.7.7.7"),
+            ("X-Forwarded-For", "8.8.8.8"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "app.example"),
+            ("Forwarded", "for=6.6.6.6"),
+        ]);
+        set_forwarded(&mut r, Some("::1".parse().unwrap()), true, &fwd);
+        let xff: Vec<_> = r.headers.get_all(X_FORWARDED_FOR).iter().collect();
+        assert_eq!(xff, vec!["6.6.6.6, 7.7.7.7, 8.8.8.8, ::1"]);
+        assert_eq!(r.headers.get(X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(r.headers.get(X_FORWARDED_HOST).unwrap(), "app.example");
+        assert_eq!(r.headers.get("forwarded").unwrap(), "for=6.6.6.6");
+        // Without a peer address (a Unix socket) no X-Forwarded-For is sent.
+        let mut u = req(&[("X-Forwarded-For", "6.6.6.6")]);
+        set_forwarded(&mut u, None, false, &fwd);
+        assert!(u.headers.get(X_FORWARDED_FOR).is_none());
+        assert_eq!(u.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
+    }
+
+    #[test]
     fn cookie_and_bearer_extraction() {
         let r = req(&[
             ("Cookie", "x=1; __Host-authgate=abc"),

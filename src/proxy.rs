@@ -46,6 +46,9 @@ const SESSION_ENDED: &str = "session ended";
 
 /// Upstream connect timeout: a dead upstream answers 502 quickly.
 const UPSTREAM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A pooled upstream connection idle for this long is closed (see
+/// docs/operations.md: apps should keep idle connections open longer).
+const UPSTREAM_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// An upstream that goes silent for this long mid-response is given up.
 const UPSTREAM_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -281,11 +284,12 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(route.config.upstream, false, String::new());
         peer.options.connection_timeout = Some(UPSTREAM_CONNECT_TIMEOUT);
         peer.options.read_timeout = Some(UPSTREAM_READ_TIMEOUT);
-        // No idle timeout on pooled upstream connections: pingora arms a timer
-        // for it on every request that returns a connection to the pool
-        // (~10% of the gateway's CPU per request in benches/load.py). The
-        // pool is bounded, and a connection the upstream closes is noticed
-        // and dropped while idle.
+        // Kept, although pingora arms a timer for it each time a connection
+        // goes back to the pool (~1% of the instructions per request):
+        // without it, an idle flow that a NAT or firewall dropped silently
+        // stays pooled forever and hangs the request that reuses it, and an
+        // app's own keep-alive close always races the next request.
+        peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
         Ok(Box::new(peer))
     }
 

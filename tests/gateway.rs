@@ -1629,9 +1629,9 @@ fn impatient_upstream() -> (
     (addr, accepted)
 }
 
-/// Pooled upstream connections have no idle timeout of the gateway's own
-/// (see `upstream_peer`): one the upstream closes while it sits in the
-/// pool must be dropped, never used for the next request (a 502).
+/// An upstream connection the app closes while it sits in the gateway's
+/// pool (apps' keep-alive timeouts are often shorter than the pool's 60 s)
+/// must be dropped, never used for the next request (a 502).
 #[tokio::test]
 async fn upstream_connections_closed_while_pooled_are_not_reused() {
     let (up, accepted) = impatient_upstream();
