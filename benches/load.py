@@ -50,6 +50,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 # Debian installs nginx and haproxy in /usr/sbin, which is not on a normal
 # user's PATH.
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 TARGET_KEYS = ("direct", "nginx", "haproxy", "haproxy_hs256", "floor", "gw_bearer", "gw_cookie", "gw_401",
                "nginx_tls", "gw_tls_bearer", "gw_tls_cookie")
 
@@ -58,17 +59,27 @@ def which(name):
     return shutil.which(name, path=SEARCH_PATH)
 
 
-def die_with_parent():
-    """Children get SIGKILL if load.py itself dies, however it dies."""
+def child_setup():
+    """In each child: its own process group (stop() signals the whole group,
+    nginx and HAProxy workers included), and SIGKILL for the group leader
+    if load.py dies without cleaning up (kill -9; its workers then notice
+    their master is gone only on their next event)."""
+    os.setpgid(0, 0)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
 
-def die(msg):
+def die(msg, code=2):
+    """A bad argument or a missing tool (exit 2), or with code=1 a failure
+    while running."""
     print(f"load.py: {msg}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
+
+
+def fail(msg):
+    die(msg, 1)
 
 
 def free_port():
@@ -81,13 +92,13 @@ def wait_port(port, what, proc=None, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
-            die(f"{what} exited with {proc.returncode} before listening on {port}")
+            fail(f"{what} exited with {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    die(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+    fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
 def pids_of(root_pid):
@@ -144,9 +155,9 @@ class Bench:
             cmd = [which("valgrind"), "--tool=callgrind", f"--callgrind-out-file={self.tmp}/cg.{name}.out"] + cmd
             timeout = 120
         try:
-            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent, **kw)
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=child_setup, **kw)
         except OSError as e:
-            die(f"cannot start {name} ({cmd[0]}): {e}")
+            fail(f"cannot start {name} ({cmd[0]}): {e}")
         self.procs.append(p)
         wait_port(port, name, p, timeout)
         return p
@@ -166,30 +177,37 @@ class Bench:
         subprocess.run([which("callgrind_control"), "-d", str(pid)], check=True, capture_output=True)
         codes = json.loads(out.stdout).get("statusCodeDistribution", {})
         if int(codes.get(str(expect), 0)) != n:
-            die(f"{key}: expected {n} x {expect} under callgrind, got {codes}")
+            fail(f"{key}: expected {n} x {expect} under callgrind, got {codes}")
         name = {"floor": "pingora-floor"}.get(key, "authgate" if "@" not in key else f"authgate-{key.split('@')[1]}")
         dumps = [f for f in os.listdir(self.tmp) if f.startswith(f"cg.{name}.out.")]
         newest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
         ann = subprocess.run([which("callgrind_annotate"), os.path.join(self.tmp, newest)], capture_output=True, text=True)
         m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann.stdout)
         if not m:
-            die(f"could not read callgrind's totals for {key}")
+            fail(f"could not read callgrind's totals for {key}")
         return int(m.group(1).replace(",", "")) / n
 
     def stop(self):
         # A second signal must not cut the cleanup short.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         # SIGINT: fast shutdown for all of them (pingora would wait out its
-        # grace period on SIGTERM, nginx and HAProxy stop at once on either).
+        # grace period on SIGTERM, nginx and HAProxy stop at once on either),
+        # to each child's whole process group.
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+            try:
+                os.killpg(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
         for p in self.procs:
             try:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                p.kill()
+                pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # stragglers (workers) of the group
+            except ProcessLookupError:
+                pass
+            p.wait()
         if self.args.keep:
             print(f"kept {self.tmp}")
         else:
@@ -279,8 +297,8 @@ frontend jwt
   http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify("HS256","{self.hs_secret.decode()}") -m int 1 }}
   http-request set-var(txn.now) date
   http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
-  http-request deny deny_status 401 unless {{ var(txn.exp) -m found }}
-  http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  http-request deny deny_status 401 unless {{ var(txn.exp) -m int ge 1 }}
+  http-request deny deny_status 401 unless {{ var(txn.exp),sub(txn.now) -m int ge 0 }}
   http-request set-header X-Auth-User %[var(txn.bearer),jwt_payload_query('$.sub')]
   default_backend app
 backend app
@@ -409,7 +427,7 @@ routes:
             cmd += ["-H", h]
         out = subprocess.run(cmd + [url], capture_output=True, text=True)
         if out.returncode != 0:
-            die(f"oha failed on {url}: {out.stderr.strip()}")
+            fail(f"oha failed on {url}: {out.stderr.strip()}")
         d = json.loads(out.stdout)
         codes = {int(k): int(v) for k, v in d.get("statusCodeDistribution", {}).items()}
         # Requests still in flight when the duration ends are aborted by oha
@@ -432,7 +450,7 @@ routes:
             cmd += ["-H", h]
         out = subprocess.run(cmd + [url], capture_output=True, text=True)
         if out.returncode != 0:
-            die(f"wrk failed on {url}: {out.stdout.strip()} {out.stderr.strip()}")
+            fail(f"wrk failed on {url}: {out.stdout.strip()} {out.stderr.strip()}")
         text = out.stdout
 
         def ms(label):
@@ -446,7 +464,7 @@ routes:
             codes[int(code)] = codes.get(int(code), 0) + int(n)
         total = int(re.search(r"(\d+) requests in", text).group(1))
         if sum(codes.values()) < total:
-            die(f"wrk counted {total} responses but benches/wrk_status.lua reported {sum(codes.values())}")
+            fail(f"wrk counted {total} responses but benches/wrk_status.lua reported {sum(codes.values())}")
         errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
         errors = sum(int(x) for x in errs.groups()) if errs else 0
         return {
@@ -483,7 +501,7 @@ routes:
         out = subprocess.run([exe], env=env, capture_output=True, text=True)
         cpu = cpu_seconds([self.gateway["pid"]]) - before
         if out.returncode != 0:
-            die(f"flows {mode} failed: {out.stderr.strip()}")
+            fail(f"flows {mode} failed: {out.stderr.strip()}")
         d = json.loads(out.stdout.strip().splitlines()[-1])
         d["cpu_us"] = cpu / max(d["requests"], 1) * 1e6
         return d
@@ -558,13 +576,20 @@ def report(results, targets, tools, args, flows, meta):
 def main():
     env = os.environ
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dur", type=float, default=float(env.get("DUR", "5").rstrip("s")), help="seconds per run (DUR)")
-    ap.add_argument("--conc", type=int, default=int(env.get("CONC", "50")), help="connections (CONC)")
-    ap.add_argument("--rounds", type=int, default=int(env.get("ROUNDS", "3")), help="interleaved rounds (ROUNDS)")
+    def from_env(name, default, kind):
+        text = env.get(name, default)
+        try:
+            return kind(text.rstrip("s") if name == "DUR" else text)
+        except ValueError:
+            die(f"{name}={text!r} is not a {'number of seconds' if name == 'DUR' else 'whole number'}")
+
+    ap.add_argument("--dur", type=float, default=from_env("DUR", "5", float), help="seconds per run (DUR)")
+    ap.add_argument("--conc", type=int, default=from_env("CONC", "50", int), help="connections (CONC)")
+    ap.add_argument("--rounds", type=int, default=from_env("ROUNDS", "3", int), help="interleaved rounds (ROUNDS)")
     ap.add_argument("--threads", type=int, default=2, help="worker threads/processes of every proxy")
     ap.add_argument("--tools", default=env.get("TOOLS", "oha,wrk"), help="comma list of oha,wrk (TOOLS)")
     ap.add_argument("--only", default="", help="comma list of target keys to run (default: all)")
-    ap.add_argument("--bin", default=env.get("BIN"), help="authgate binary (default: build target/release)")
+    ap.add_argument("--bin", default=env.get("BIN") or None, help="authgate binary (default: build target/release)")
     ap.add_argument("--flows-bin", default=None, help="the flows bench executable (default: build it)")
     ap.add_argument("--no-flows", action="store_true", help="skip signin/refresh throughput")
     ap.add_argument("--no-haproxy", action="store_true", help="leave HAProxy out even if installed")
@@ -579,13 +604,20 @@ def main():
     ap.add_argument("--serve", action="store_true",
                     help="start everything, print the targets and PIDs, and wait (for profiling by hand)")
     args = ap.parse_args()
+    for name in ("dur", "conc", "rounds", "threads"):
+        if not getattr(args, name) > 0:
+            die(f"--{name} must be positive, not {getattr(args, name)}")
+    if args.callgrind < 0:
+        die(f"--callgrind wants a number of requests, not {args.callgrind}")
 
-    # SIGTERM (and SIGHUP) end the run like Ctrl-C: every process it
-    # started is stopped and its temp dir removed.
+    # SIGTERM, SIGHUP and SIGINT (Ctrl-C) end the run: every process it
+    # started is stopped and its temp dir removed. The first one blocks the
+    # others, so that a second signal cannot cut the cleanup short.
     def stop_run(signum, _frame):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, stop_run)
-    signal.signal(signal.SIGHUP, stop_run)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop_run)
 
     args.nginx_bin = which("nginx")
     if not args.nginx_bin:
@@ -601,6 +633,8 @@ def main():
         bad_env = [e for e in envs if "=" not in e or not e.split("=", 1)[0]]
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", label) or not binary or bad_env:
             die(f"--compare wants LABEL=BINARY[,VAR=VALUE...] (label of letters, digits, _.-), not {spec!r}")
+        if label in [v[0] for v in args.variants]:
+            die(f"--compare: the label {label!r} is used twice")
         args.variants.append((label, binary, dict(e.split("=", 1) for e in envs)))
     for what, path in [("--bin", args.bin), ("--flows-bin", args.flows_bin), ("--floor-bin", args.floor_bin)] + \
             [(f"--compare {label}", b) for label, b, _ in args.variants]:
@@ -671,16 +705,27 @@ def main():
                 versions.append((o.stdout + o.stderr).strip().splitlines()[0])
         meta = f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; " + "; ".join(versions)
         summary, text = report(results, targets, tools, args, flows, meta)
-        bad = sum(m["unexpected"] for med in summary.values() for m in med.values())
-        bad += sum(d["non_2xx"] + d["errors"] for d in flows)
+        problems = []
+        for tool, per in results.items():
+            for key, runs in per.items():
+                n = sum(r["unexpected"] for r in runs)
+                if n:
+                    codes = {}
+                    for r in runs:
+                        for c, k in r["codes"].items():
+                            codes[c] = codes.get(c, 0) + k
+                    errors = sum(r["errors"] for r in runs)
+                    problems.append(f"{key} ({tool}): {n} unexpected; statuses {codes}, transport errors {errors}")
+        for d in flows:
+            if d["non_2xx"] + d["errors"]:
+                problems.append(f"flow {d['mode']}: {d['non_2xx']} non-2xx, {d['errors']} transport errors")
         if args.out:
             with open(args.out, "w") as f:
                 json.dump({"meta": meta, "args": vars(args), "runs": results, "medians": summary,
                            "flows": flows, "table": text}, f, indent=1, default=str)
-        if bad:
+        if problems:
             # Timing is reported, never judged; a wrong answer is a failure.
-            print(f"load.py: {bad} responses other than the expected status (or transport errors)", file=sys.stderr)
-            sys.exit(1)
+            fail("answers other than the expected status:\n  " + "\n  ".join(problems))
     finally:
         b.stop()
 
