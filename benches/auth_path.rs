@@ -200,7 +200,7 @@ fn header_rewrite(c: &mut Criterion) {
         up.append_header(k, v).unwrap();
     }
     let peer = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-    let fwd = authgate::headers::Forwarded::new("https", "gw.example").unwrap();
+    let fwd = authgate::headers::Forwarded::from_url(&"https://gw.example/".parse().unwrap());
     c.bench_function("header_rewrite", |b| {
         b.iter_batched(
             || up.clone(),

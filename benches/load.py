@@ -143,6 +143,7 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="authgate-load-")
         self.procs = []
         self.bin = args.bin
+        self.callgrind_out = {}  # pid -> callgrind's output file (--callgrind)
 
     # ---- processes -------------------------------------------------------
 
@@ -151,14 +152,18 @@ class Bench:
         under callgrind in --callgrind mode."""
         log = open(os.path.join(self.tmp, f"{name}.log"), "w")
         timeout = 20
+        out = None
         if counted and self.args.callgrind:
-            cmd = [which("valgrind"), "--tool=callgrind", f"--callgrind-out-file={self.tmp}/cg.{name}.out"] + cmd
+            out = os.path.join(self.tmp, f"cg.{name}.out")
+            cmd = [which("valgrind"), "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd
             timeout = 120
         try:
             p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=child_setup, **kw)
         except OSError as e:
             fail(f"cannot start {name} ({cmd[0]}): {e}")
         self.procs.append(p)
+        if out:
+            self.callgrind_out[p.pid] = out
         wait_port(port, name, p, timeout)
         return p
 
@@ -168,18 +173,23 @@ class Bench:
         on a busy or an idle machine)."""
         key, _, _, url, headers, pids, expect = target
         pid = pids[0]
-        cmd = [which("oha"), "-n", str(n), "-c", "4", "--no-tui", "--output-format", "json"]
-        for h in headers:
-            cmd += ["-H", h]
-        subprocess.run(cmd[:2] + ["200"] + cmd[3:] + [url], check=True, capture_output=True)
+
+        def oha(count):
+            cmd = [which("oha"), "-n", str(count), "-c", "4", "--no-tui", "--output-format", "json"]
+            for h in headers:
+                cmd += ["-H", h]
+            return subprocess.run(cmd + [url], check=True, capture_output=True, text=True)
+
+        oha(200)  # warm-up, not counted
         subprocess.run([which("callgrind_control"), "-z", str(pid)], check=True, capture_output=True)
-        out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True)
+        out = oha(n)
         subprocess.run([which("callgrind_control"), "-d", str(pid)], check=True, capture_output=True)
         codes = json.loads(out.stdout).get("statusCodeDistribution", {})
         if int(codes.get(str(expect), 0)) != n:
             fail(f"{key}: expected {n} x {expect} under callgrind, got {codes}")
-        name = {"floor": "pingora-floor"}.get(key, "authgate" if "@" not in key else f"authgate-{key.split('@')[1]}")
-        dumps = [f for f in os.listdir(self.tmp) if f.startswith(f"cg.{name}.out.")]
+        # Each dump is OUT.1, OUT.2, ...: the newest is this target's.
+        base = os.path.basename(self.callgrind_out[pid])
+        dumps = [f for f in os.listdir(self.tmp) if f.startswith(f"{base}.")]
         newest = max(dumps, key=lambda f: int(f.rsplit(".", 1)[1]))
         ann = subprocess.run([which("callgrind_annotate"), os.path.join(self.tmp, newest)], capture_output=True, text=True)
         m = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann.stdout)

@@ -263,11 +263,6 @@ impl State {
     pub fn new(config: Config, assets: Assets, clock: SharedClock) -> Arc<State> {
         let settings = Settings::from_config(&config.auth);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let url = &config.server.public_url;
-        let public_host = match url.port() {
-            Some(p) => format!("{}:{p}", url.host_str().unwrap_or("localhost")),
-            None => url.host_str().unwrap_or("localhost").to_string(),
-        };
         crate::metrics::init_routes(config.routes.iter().map(|r| r.name.as_str()));
         Arc::new(State {
             keys: assets.keys,
@@ -278,9 +273,7 @@ impl State {
             throttle: Throttle::new(config.auth.signin_throttle.clone(), clock.clone()),
             routes: RouteTable::new(&config.routes),
             public_origin: config.server.public_origin(),
-            forwarded: crate::headers::Forwarded::new(url.scheme(), &public_host).unwrap_or_else(
-                || crate::headers::Forwarded::new("https", "localhost").expect("static values"),
-            ),
+            forwarded: crate::headers::Forwarded::from_url(&config.server.public_url),
             paths: AuthPaths::new(&config.auth.path_prefix),
             admin_token: assets.admin_token,
             client_js: bytes::Bytes::from(

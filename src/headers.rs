@@ -227,13 +227,19 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    /// `None` if `proto` or `host` cannot be a header value (a config that
-    /// passed validation always can).
-    pub fn new(proto: &str, host: &str) -> Option<Self> {
-        Some(Self {
-            proto: HeaderValue::from_str(proto).ok()?,
-            host: HeaderValue::from_str(host).ok()?,
-        })
+    /// From `public_url`: its scheme, and its `host[:port]`.
+    pub fn from_url(url: &url::Url) -> Self {
+        let host = url.host_str().unwrap_or("localhost");
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        // A parsed URL's scheme and host are ASCII without controls or
+        // spaces (hosts are punycoded), so both are valid header values.
+        Self {
+            proto: HeaderValue::from_str(url.scheme()).expect("a URL scheme is a header value"),
+            host: HeaderValue::from_str(&host).expect("a URL host is a header value"),
+        }
     }
 }
 
@@ -391,7 +397,7 @@ mod tests {
             Some("9.9.9.9".parse().unwrap())
         );
         let mut f = req(&[("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Host", "evil")]);
-        let fwd = Forwarded::new("https", "localhost:8443").unwrap();
+        let fwd = Forwarded::from_url(&"https://localhost:8443/".parse().unwrap());
         set_forwarded(&mut f, Some("9.9.9.9".parse().unwrap()), false, &fwd);
         assert_eq!(f.headers.get(X_FORWARDED_PROTO).unwrap(), "https");
         let mut v6 = req(&[]);
@@ -406,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_trusted_proxy_keeps_its_chain_and_its_forwarded_values() {
-        let fwd = Forwarded::new("https", "gw.example").unwrap();
+        let fwd = Forwarded::from_url(&"https://gw.example/".parse().unwrap());
         let mut r = req(&[
             ("X-Forwarded-For", "6.6.6.6, 7.7.7.7"),
             ("X-Forwarded-For", "8.8.8.8"),

@@ -148,17 +148,16 @@ pub fn authenticate(
 
 /// Renews a cookie session in line; the caller sets the result as cookies.
 fn renew(st: &State, sid: SessionId, token_exp: u64) -> Option<Arc<IssuedTokens>> {
-    let t = match st.store.plan_renewal(sid, token_exp)? {
-        RefreshPlan::Replay(t) => t,
+    match st.store.plan_renewal(sid, token_exp)? {
+        RefreshPlan::Replay(t) => Some(t),
         RefreshPlan::Rotate(ticket) => {
             let t = issue(st, &ticket).ok()?;
             crate::metrics::REFRESH
                 .with_label_values(&["success"])
                 .inc();
-            t
+            Some(t)
         }
-    };
-    Some(t)
+    }
 }
 
 /// Signs a token pair for a rotation and installs it (or returns the pair a
