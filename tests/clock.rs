@@ -59,10 +59,7 @@ async fn idle_ends_exactly_after_idle_timeout_and_activity_moves_it() {
         ..Default::default()
     })
     .await;
-    let token = t.gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = t.gw.login_token().await;
     t.clock.advance_ms(19 * MIN);
     assert_eq!(
         t.gw.get_bearer("/app/x", &token).await.status(),
@@ -245,10 +242,7 @@ async fn end_reasons_stay_answerable_after_the_sweeper_until_the_last_token_expi
         ..Default::default()
     })
     .await;
-    let old = t.gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let old = t.gw.login_token().await;
     let _new = t.gw.login().await;
     t.clock.advance_ms(5 * MIN);
     tokio::time::sleep(Duration::from_millis(1300)).await; // a sweep ran

@@ -85,10 +85,7 @@ async fn token_claims_and_header_are_the_contracted_ones() {
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_upstream() {
     let gw = Gateway::start().await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let spoof = |rb: reqwest::RequestBuilder| {
         rb.header("X-Auth-User", "mallory")
             .header("x-auth-user", "mallory2")
@@ -170,10 +167,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 #[tokio::test]
 async fn spoofing_with_raw_duplicate_and_underscore_headers_over_http1() {
     let gw = Gateway::start().await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let req = format!(
         "GET /app/raw HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nX-Auth-User: a\r\nX-Auth-User: b\r\nx_auth_roles: admin\r\nX-AUTH-ROLES: root\r\nConnection: close\r\n\r\n"
     );
@@ -244,14 +238,8 @@ async fn idle_session_is_refused_with_reason_idle_and_counted_while_a_busy_one_s
     let before = gw
         .metric("authgate_sessions_ended_total", "reason=\"idle\"")
         .await;
-    let idle = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let busy = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let idle = gw.login_token().await;
+    let busy = gw.login_token().await;
     assert_eq!(gw.get_bearer("/app/x", &idle).await.status(), 200);
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -374,10 +362,7 @@ async fn refresh_by_cookie_resets_the_cookies_and_omits_the_token() {
 #[tokio::test]
 async fn logout_makes_the_access_token_fail_at_once() {
     let gw = Gateway::start().await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 200);
     let r = gw
         .client
@@ -413,10 +398,7 @@ async fn logout_makes_the_access_token_fail_at_once() {
 #[tokio::test]
 async fn the_apps_logout_path_and_header_end_the_gateway_session() {
     let gw = Gateway::start().await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let r = gw.get_bearer("/app/logout", &token).await;
     assert_eq!(r.status(), 200, "the logout path itself is forwarded");
     assert!(r
@@ -426,10 +408,7 @@ async fn the_apps_logout_path_and_header_end_the_gateway_session() {
         .any(|c| c.to_str().unwrap().starts_with("__Host-authgate=;")));
     assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 401);
     // the app's own spelling of its logout link ends the session too
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     assert_eq!(
         gw.get_bearer("/APP/Logout;jsessionid=0AB1", &token)
             .await
@@ -478,14 +457,8 @@ async fn replace_oldest_ends_the_least_recently_active_session() {
         ..Default::default()
     })
     .await;
-    let a = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = gw.login_token().await;
+    let b = gw.login_token().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(gw.get_bearer("/app/x", &a).await.status(), 200); // a is now more recent than b
     let _c = gw.login().await;
@@ -727,10 +700,7 @@ async fn form_signin_redirects_only_to_our_own_origin() {
 #[tokio::test]
 async fn session_and_activity_endpoints() {
     let gw = Gateway::start().await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let s: Value = gw
         .get_bearer("/auth/session", &token)
         .await
@@ -833,10 +803,7 @@ async fn required_roles_give_403_to_users_without_them() {
         ..Default::default()
     })
     .await;
-    let alice = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let alice = gw.login_token().await;
     let r = gw.get_bearer("/admin/x", &alice).await;
     assert_eq!(r.status(), 403);
     assert_eq!(
@@ -869,10 +836,7 @@ async fn a_stopped_upstream_gives_502_with_a_generic_body() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let r = gw.get_bearer("/app/x", &token).await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.text().await.unwrap(), r#"{"error":"bad_gateway"}"#);
@@ -889,10 +853,7 @@ async fn hs256_works_end_to_end_and_publishes_no_keys() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     assert_eq!(gw.get_bearer("/app/x", &token).await.status(), 200);
     let jwks: Value = gw
         .client
@@ -1022,10 +983,7 @@ async fn failed_signins_are_throttled_with_retry_after() {
 #[tokio::test]
 async fn request_bodies_and_methods_reach_the_upstream_intact() {
     let gw = Gateway::start().await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let body = vec![b'x'; 200_000];
     let r = gw
         .client
@@ -1045,14 +1003,8 @@ async fn request_bodies_and_methods_reach_the_upstream_intact() {
 async fn admin_api_lists_by_digest_and_revokes_one_or_all() {
     use reqwest::Method;
     let gw = Gateway::start().await;
-    let a = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = gw.login_token().await;
+    let b = gw.login_token().await;
     let _bob = gw.signin("Bob", BOB_PASSWORD).await;
     assert_eq!(
         gw.admin(Method::GET, "/admin/sessions?user=alice", None)
@@ -1138,10 +1090,7 @@ async fn admin_api_lists_by_digest_and_revokes_one_or_all() {
 #[tokio::test]
 async fn sighup_reloads_users_roles_apply_at_once_and_removed_users_are_revoked() {
     let gw = Gateway::start().await;
-    let alice = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let alice = gw.login_token().await;
     let bob = gw
         .signin("Bob", BOB_PASSWORD)
         .await
@@ -1399,10 +1348,7 @@ async fn streams_and_websockets_are_cut_when_the_session_ends() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
 
     // a streaming response
     let mut stream = gw.get_bearer("/app/events", &token).await;
@@ -1480,10 +1426,7 @@ async fn the_browser_client_is_served_with_the_configured_prefix() {
         assert!(js.contains(api), "{api} missing");
     }
     // /auth/session tells the client the server's idle timeout
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let s: Value = gw
         .get_bearer("/auth/session", &token)
         .await
@@ -1546,10 +1489,7 @@ async fn legacy_html_gets_the_client_injected_without_changes_to_the_app() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let page = |path: &'static str| {
         let (c, u, t) = (gw.client.clone(), gw.url(path), token.clone());
         async move {
@@ -1640,10 +1580,7 @@ async fn upstream_connections_closed_while_pooled_are_not_reused() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     for round in 0..3 {
         // Back to back: the pooled connection is reused.
         for _ in 0..3 {

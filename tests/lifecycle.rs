@@ -368,14 +368,8 @@ async fn ignore_paths_and_session_reads_never_count_but_the_activity_endpoint_do
         ..Default::default()
     })
     .await;
-    let polled = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let pinged = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let polled = gw.login_token().await;
+    let pinged = gw.login_token().await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // bearer requests count, except under activity.ignore_paths (/app/poll)
@@ -442,10 +436,7 @@ async fn the_upstreams_x_auth_logout_header_ends_the_session() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     let r = gw.get_bearer("/app/signout", &token).await;
     assert_eq!(r.status(), 200);
     assert!(
@@ -571,10 +562,7 @@ async fn the_end_reason_outlives_the_last_tokens_expiry() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     tokio::time::sleep(Duration::from_millis(5500)).await; // token expired, then idle; sweeps ran
     let r = gw.get_bearer("/app/x", &token).await;
     assert_eq!(r.json::<Value>().await.unwrap()["reason"], "idle");

@@ -437,10 +437,7 @@ async fn key_urls_in_a_token_header_cause_no_request() {
     assert!(out.status.success());
     let pem = std::fs::read(other.path().join("jwt-signing-key.pem")).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).unwrap();
-    let real = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let real = gw.login_token().await;
     let claims = jwt_claims(&real);
     for extra in [
         json!({"jku": url}),
@@ -907,10 +904,7 @@ async fn other_spellings_of_the_gateway_prefix_never_reach_an_app() {
         ..Default::default()
     })
     .await;
-    let token = gw.login().await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = gw.login_token().await;
     // The twin: the app gets its own paths.
     assert_eq!(gw.get_bearer("/app/auth/x", &token).await.status(), 200);
     assert_eq!(seen.lock().unwrap().len(), 1);

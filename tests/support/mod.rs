@@ -331,6 +331,14 @@ impl Gateway {
         r.json().await.unwrap()
     }
 
+    /// The access token of a fresh `login()`.
+    pub async fn login_token(&self) -> String {
+        self.login().await["access_token"]
+            .as_str()
+            .expect("signin answered without an access_token")
+            .to_string()
+    }
+
     pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
